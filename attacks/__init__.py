@@ -1,0 +1,6 @@
+"""Poisoning and prediction-manipulation attacks; importing this package registers them all."""
+
+from attacks import backdoor, label_flip, manipulation  # noqa: F401  (registers)
+from attacks.base import ATTACKS, Attack, DataPoisoning, PoisonedData, PredictionManipulation, SuccessProbe
+
+__all__ = ["ATTACKS", "Attack", "DataPoisoning", "PoisonedData", "PredictionManipulation", "SuccessProbe"]

@@ -1,0 +1,67 @@
+"""What an attack is, as the testbed sees it.
+
+Two families, both registered in :data:`ATTACKS` and chosen in a scenario by ``kind``:
+
+* :class:`DataPoisoning` rewrites part of the malicious party's training data before training,
+  so its model (and hence its answers) carry the poison;
+* :class:`PredictionManipulation` changes the logits a malicious responder returns, through a
+  :class:`~testbed.schemes.base.LogitMap` (linear map plus offset), which a responder can also
+  evaluate on CKKS-encrypted logits.
+
+Every attack is deterministic given the ``numpy.random.Generator`` it receives and reports
+ground truth (which samples it touched) to the simulator only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from testbed.registry import Params, Registry
+from testbed.schemes.base import LogitMap
+
+
+@dataclass(frozen=True)
+class PoisonedData:
+    x: np.ndarray
+    y: np.ndarray
+    poisoned: np.ndarray  # bool (n,): ground truth, kept by the simulator
+
+
+@dataclass(frozen=True)
+class SuccessProbe:
+    """Test inputs whose classification as ``target`` counts as attack success (DESIGN.md s.6)."""
+
+    x: np.ndarray
+    target: int
+
+
+class Attack:
+    Params = Params
+    kind: str
+
+    def __init__(self, params: Params):
+        self.params = params
+
+    def check(self, input_shape: tuple[int, ...], classes: int) -> None:
+        """Raise ``ValueError`` if the parameters do not fit the dataset (per-sample ``input_shape``,
+        ``classes``), naming the parameter, its value and what is allowed; called at scenario validation."""
+
+    def success_probe(self, x_test: np.ndarray, y_test: np.ndarray) -> SuccessProbe | None:
+        """The inputs on which attack success rate is measured, or ``None`` for untargeted attacks."""
+        return None
+
+
+class DataPoisoning(Attack):
+    def poison(self, x: np.ndarray, y: np.ndarray, classes: int, rng: np.random.Generator) -> PoisonedData:
+        raise NotImplementedError
+
+
+class PredictionManipulation(Attack):
+    def logit_map(self, n_samples: int, classes: int, rng: np.random.Generator) -> LogitMap:
+        """The map applied to the logits returned for ``n_samples`` queried samples this epoch."""
+        raise NotImplementedError
+
+
+ATTACKS: Registry[Attack] = Registry("attack")

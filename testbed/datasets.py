@@ -1,0 +1,228 @@
+"""Datasets, selected by ``kind``: a train pool the parties split, and a shared clean test set.
+
+Images are float32 arrays ``(n, channels, height, width)`` scaled to [0, 1]; labels are int64.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+
+from testbed.registry import Params, Registry
+
+
+@dataclass(frozen=True)
+class ArrayDataset:
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, index: np.ndarray) -> "ArrayDataset":
+        return ArrayDataset(self.x[index], self.y[index])
+
+
+@dataclass(frozen=True)
+class LoadedData:
+    train: ArrayDataset
+    test: ArrayDataset
+    classes: int
+    label: str  # how results must name the data, e.g. "CIFAR-10 (JPEG)"
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+
+class Dataset:
+    Params = Params
+    kind: str
+    classes: int
+    input_shape: tuple[int, ...]
+
+    def __init__(self, params: Params):
+        self.params = params
+
+    def train_pool_size(self) -> int:
+        """Samples available to split between parties, known without loading (for validation)."""
+        raise NotImplementedError
+
+    def load(self, seed: int) -> LoadedData:
+        raise NotImplementedError
+
+
+DATASETS: Registry[Dataset] = Registry("dataset")
+
+
+def _take_test(data: ArrayDataset, count: int | None, seed: int) -> ArrayDataset:
+    if count is None or count >= len(data):
+        return data
+    return data.subset(np.sort(np.random.default_rng(seed).permutation(len(data))[:count]))
+
+
+@DATASETS.register("digits")
+class Digits(Dataset):
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes): no download."""
+
+    TOTAL = 1797
+    classes = 10
+    input_shape = (1, 8, 8)
+
+    class Params(Params):
+        test_samples: int = Field(360, ge=10, le=1000, description="held-out clean test set size (stratified)")
+
+    def train_pool_size(self) -> int:
+        return self.TOTAL - self.params.test_samples
+
+    def load(self, seed: int) -> LoadedData:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        bunch = load_digits()
+        x = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]
+        y = bunch.target.astype(np.int64)
+        # The test split is fixed (seed 0), not the run seed, so runs with different seeds share one test set.
+        x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=self.params.test_samples, stratify=y, random_state=0)
+        return LoadedData(ArrayDataset(x_tr, y_tr), ArrayDataset(x_te, y_te), self.classes, "digits (sklearn)")
+
+
+@DATASETS.register("synthetic")
+class Synthetic(Dataset):
+    """Gaussian class clusters as tiny images: for fast tests."""
+
+    class Params(Params):
+        train_samples: int = Field(400, ge=2)
+        test_samples: int = Field(200, ge=2)
+        classes: int = Field(4, ge=2, le=100)
+        side: int = Field(4, ge=2, le=32, description="images are 1 x side x side")
+        separation: float = Field(1.0, gt=0)
+
+    def train_pool_size(self) -> int:
+        return self.params.train_samples
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:  # type: ignore[override]
+        return (1, self.params.side, self.params.side)
+
+    def load(self, seed: int) -> LoadedData:
+        p = self.params
+        rng = np.random.default_rng(12345)  # fixed: the data set is part of the scenario, not the run
+        centres = rng.uniform(0, 1, size=(p.classes, p.side * p.side))
+        n = p.train_samples + p.test_samples
+        y = np.arange(n) % p.classes
+        rng.shuffle(y)
+        x = centres[y] + rng.normal(0, 0.3 / p.separation, size=(n, p.side * p.side))
+        x = np.clip(x, 0, 1).astype(np.float32).reshape(n, 1, p.side, p.side)
+        y = y.astype(np.int64)
+        train = ArrayDataset(x[: p.train_samples], y[: p.train_samples])
+        test = ArrayDataset(x[p.train_samples :], y[p.train_samples :])
+        return LoadedData(train, test, p.classes, "synthetic")
+
+
+CIFAR10_ENV = "SMULE_CIFAR10"
+CACHE_ENV = "SMULE_CACHE"
+
+
+@DATASETS.register("cifar10")
+class Cifar10(Dataset):
+    """CIFAR-10 (Krizhevsky, 2009) from a local copy; never downloaded.
+
+    Reads either the standard ``cifar-10-batches-py`` directory or a zip in ImageFolder layout
+    (``{train,test}/{class}/NNNN.jpg``, as the project's shared JPEG copy). The path comes from
+    ``dataset.path`` or the ``SMULE_CIFAR10`` environment variable. Decoded arrays are cached as
+    ``.npz`` under ``SMULE_CACHE`` (default ``.cache/`` in the working directory).
+    """
+
+    classes = 10
+    input_shape = (3, 32, 32)
+    CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+    class Params(Params):
+        path: str | None = Field(None, description="cifar-10-batches-py directory or ImageFolder zip")
+        test_samples: int | None = Field(None, ge=10, le=10000, description="subsample the 10,000 test images")
+
+    def train_pool_size(self) -> int:
+        return 50000
+
+    def source(self) -> Path:
+        """The configured copy; raises ``FileNotFoundError`` naming where it looked."""
+        tried = [p for p in (self.params.path, os.environ.get(CIFAR10_ENV)) if p]
+        for candidate in map(Path, tried):
+            if candidate.exists():
+                return candidate
+        where = ", ".join(tried) if tried else "nowhere (no dataset.path and no $" + CIFAR10_ENV + ")"
+        raise FileNotFoundError(
+            f"CIFAR-10 not found; looked at: {where}. Set dataset.path or ${CIFAR10_ENV} to a "
+            "cifar-10-batches-py directory or to an ImageFolder zip such as ../shared/data/cifar10-jpeg.zip"
+        )
+
+    def load(self, seed: int) -> LoadedData:
+        path = self.source()
+        arrays, label = self._cached_arrays(path)
+        train = ArrayDataset(_to_float(arrays["x_train"]), arrays["y_train"].astype(np.int64))
+        test = ArrayDataset(_to_float(arrays["x_test"]), arrays["y_test"].astype(np.int64))
+        return LoadedData(train, _take_test(test, self.params.test_samples, 0), self.classes, label)
+
+    def _cached_arrays(self, path: Path) -> tuple[dict[str, np.ndarray], str]:
+        label = "CIFAR-10" if path.is_dir() else "CIFAR-10 (JPEG)"
+        stat = path.stat()
+        key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+        cache = Path(os.environ.get(CACHE_ENV, ".cache")) / f"cifar10-{key}.npz"
+        if cache.exists():
+            with np.load(cache) as stored:
+                return dict(stored), label
+        arrays = _read_batches(path) if path.is_dir() else _read_image_zip(path, self.CLASS_NAMES)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(partial, **arrays)
+        os.replace(partial, cache)
+        return arrays, label
+
+
+def _to_float(images_uint8: np.ndarray) -> np.ndarray:
+    return (images_uint8.astype(np.float32) / 255.0).transpose(0, 3, 1, 2).copy()
+
+
+def _read_batches(directory: Path) -> dict[str, np.ndarray]:
+    def read(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for name in names:
+            with open(directory / name, "rb") as handle:
+                batch = pickle.load(handle, encoding="bytes")
+            xs.append(batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            ys.append(np.asarray(batch[b"labels"]))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    x_train, y_train = read([f"data_batch_{i}" for i in range(1, 6)])
+    x_test, y_test = read(["test_batch"])
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def _read_image_zip(path: Path, class_names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    from PIL import Image
+
+    index = {name: label for label, name in enumerate(class_names)}
+    out: dict[str, list] = {"x_train": [], "y_train": [], "x_test": [], "y_test": []}
+    with zipfile.ZipFile(path) as archive:
+        for member in sorted(archive.namelist()):
+            parts = member.split("/")
+            if len(parts) < 3 or not member.lower().endswith((".jpg", ".jpeg", ".png")):
+                continue
+            split, cls = parts[-3], parts[-2]
+            if split not in ("train", "test") or cls not in index:
+                continue
+            with Image.open(io.BytesIO(archive.read(member))) as image:
+                out[f"x_{split}"].append(np.asarray(image.convert("RGB"), dtype=np.uint8))
+            out[f"y_{split}"].append(index[cls])
+    if not out["x_train"]:
+        raise ValueError(f"{path}: no images in {{train,test}}/{{class}}/*.jpg layout")
+    return {key: np.stack(values) if key[0] == "x" else np.asarray(values, np.int64) for key, values in out.items()}

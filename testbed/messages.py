@@ -1,0 +1,68 @@
+"""Typed messages between parties and the channel that records them.
+
+A message's size is its scheme's serialized payload (``Wire.charged_bytes``): the channel never
+estimates, it adds up what was sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from testbed.schemes.base import Wire
+
+Kind = Literal["query", "answer", "model"]
+
+
+@dataclass(frozen=True)
+class Message:
+    sender: str
+    receiver: str
+    kind: Kind  # query: one-time setup (encrypted samples); answer: per-epoch (encrypted) logits
+    epoch: int  # 0 for the one-time setup
+    wire: Wire
+
+    @property
+    def nbytes(self) -> int:
+        return self.wire.charged_bytes
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    sender: str
+    receiver: str
+    kind: Kind
+    epoch: int
+    bytes: int
+
+
+class Channel:
+    """Records every message routed between parties."""
+
+    def __init__(self) -> None:
+        self.records: list[MessageRecord] = []
+
+    def record(self, message: Message) -> MessageRecord:
+        entry = MessageRecord(message.sender, message.receiver, message.kind, message.epoch, message.nbytes)
+        self.records.append(entry)
+        return entry
+
+    def traffic(self, party: str, epoch: int) -> dict[str, int]:
+        """Bytes and messages ``party`` sent and received in ``epoch`` (0 = setup)."""
+        sent = [r for r in self.records if r.epoch == epoch and r.sender == party]
+        received = [r for r in self.records if r.epoch == epoch and r.receiver == party]
+        return {
+            "bytes_sent": sum(r.bytes for r in sent),
+            "bytes_received": sum(r.bytes for r in received),
+            "messages_sent": len(sent),
+            "messages_received": len(received),
+        }
+
+    def epoch_totals(self, epoch: int) -> tuple[int, int]:
+        """(bytes, messages) over all directions in ``epoch``."""
+        records = [r for r in self.records if r.epoch == epoch]
+        return sum(r.bytes for r in records), len(records)
+
+    @staticmethod
+    def as_dict(record: MessageRecord) -> dict:
+        return asdict(record)

@@ -1,0 +1,173 @@
+"""Model architectures, selected per party by ``kind``.
+
+HE-friendly models use only layers a CKKS responder can evaluate on encrypted inputs with
+plaintext weights: linear and convolution layers, average pooling, batch-norm (folded into the
+preceding layer for inference by :func:`fold_batch_norm`) and polynomial activations. Every
+model is an ``nn.Sequential`` so schemes can walk its layers.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from testbed.registry import Params, Registry
+
+
+class Square(nn.Module):
+    """x -> x^2, the CryptoNets activation (Gilad-Bachrach et al., ICML 2016): one CKKS level."""
+
+    coefficients = (0.0, 0.0, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * x
+
+
+class Poly2(nn.Module):
+    """A degree-2 polynomial standing in for ReLU: the least-squares fit of ReLU on [-4, 4].
+
+    Coefficients (c0, c1, c2) = (0.375, 0.5, 0.1171875), i.e. 3/8 + x/2 + 15x^2/128; one CKKS
+    level like :class:`Square`, but close to ReLU for moderate inputs, which keeps training stable.
+    """
+
+    coefficients = (0.375, 0.5, 0.1171875)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c0, c1, c2 = self.coefficients
+        return c0 + x * (c1 + c2 * x)
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"square": Square, "poly2": Poly2, "relu": nn.ReLU}
+HE_FRIENDLY_LAYERS = (nn.Flatten, nn.Linear, nn.Conv2d, nn.AvgPool2d, nn.BatchNorm1d, nn.BatchNorm2d, Square, Poly2)
+
+
+class ModelFactory:
+    """Base of every architecture: ``build`` returns a fresh ``nn.Sequential``."""
+
+    Params = Params
+    kind: str
+
+    def __init__(self, params: Params):
+        self.params = params
+
+    def build(self, input_shape: tuple[int, ...], classes: int) -> nn.Sequential:
+        raise NotImplementedError
+
+
+MODELS: Registry[ModelFactory] = Registry("model")
+
+
+@MODELS.register("mlp")
+class MLP(ModelFactory):
+    """Fully connected network; HE-friendly unless ``activation: relu``."""
+
+    class Params(Params):
+        hidden: list[int] = Field(default_factory=lambda: [64], description="widths of the hidden layers")
+        activation: Literal["square", "poly2", "relu"] = "poly2"
+        batch_norm: bool = False
+
+    def build(self, input_shape: tuple[int, ...], classes: int) -> nn.Sequential:
+        p = self.params
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = int(torch.tensor(input_shape).prod())
+        for hidden in p.hidden:
+            layers.append(nn.Linear(width, hidden))
+            if p.batch_norm:
+                layers.append(nn.BatchNorm1d(hidden))
+            layers.append(ACTIVATIONS[p.activation]())
+            width = hidden
+        layers.append(nn.Linear(width, classes))
+        return nn.Sequential(*layers)
+
+
+@MODELS.register("he_cnn")
+class HEConvNet(ModelFactory):
+    """Small HE-friendly convnet: conv -> [bn] -> act -> avg-pool -> dense -> [bn] -> act -> dense."""
+
+    class Params(Params):
+        channels: int = Field(8, ge=1)
+        kernel: int = Field(3, ge=1)
+        stride: int = Field(1, ge=1)
+        padding: int = Field(0, ge=0)
+        pool: int = Field(2, ge=1, description="average-pool window (1 disables pooling)")
+        hidden: int = Field(32, ge=1)
+        activation: Literal["square", "poly2"] = "poly2"
+        batch_norm: bool = True
+
+    def build(self, input_shape: tuple[int, ...], classes: int) -> nn.Sequential:
+        p = self.params
+        if len(input_shape) != 3:
+            raise ValueError(f"model he_cnn needs image inputs (channels, height, width), got shape {input_shape}")
+        act = ACTIVATIONS[p.activation]
+        layers: list[nn.Module] = [nn.Conv2d(input_shape[0], p.channels, p.kernel, p.stride, p.padding)]
+        if p.batch_norm:
+            layers.append(nn.BatchNorm2d(p.channels))
+        layers.append(act())
+        if p.pool > 1:
+            layers.append(nn.AvgPool2d(p.pool))
+        layers.append(nn.Flatten())
+        flat = _output_width(nn.Sequential(*layers), input_shape)
+        layers.append(nn.Linear(flat, p.hidden))
+        if p.batch_norm:
+            layers.append(nn.BatchNorm1d(p.hidden))
+        layers += [act(), nn.Linear(p.hidden, classes)]
+        return nn.Sequential(*layers)
+
+
+@MODELS.register("relu_cnn")
+class ReLUConvNet(ModelFactory):
+    """An ordinary small CNN (ReLU, max-pool) for plaintext-only runs; not HE-friendly."""
+
+    class Params(Params):
+        channels: list[int] = Field(default_factory=lambda: [16, 32])
+        hidden: int = Field(64, ge=1)
+
+    def build(self, input_shape: tuple[int, ...], classes: int) -> nn.Sequential:
+        if len(input_shape) != 3:
+            raise ValueError(f"model relu_cnn needs image inputs (channels, height, width), got shape {input_shape}")
+        layers: list[nn.Module] = []
+        channels = input_shape[0]
+        for width in self.params.channels:
+            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True)]
+            channels = width
+        layers.append(nn.Flatten())
+        flat = _output_width(nn.Sequential(*layers), input_shape)
+        layers += [nn.Linear(flat, self.params.hidden), nn.ReLU(), nn.Linear(self.params.hidden, classes)]
+        return nn.Sequential(*layers)
+
+
+def _output_width(layers: nn.Sequential, input_shape: tuple[int, ...]) -> int:
+    with torch.no_grad():
+        return int(layers(torch.zeros(1, *input_shape)).shape[1])
+
+
+def is_he_friendly(model: nn.Module) -> bool:
+    return isinstance(model, nn.Sequential) and all(isinstance(m, HE_FRIENDLY_LAYERS) for m in model)
+
+
+def fold_batch_norm(model: nn.Sequential) -> nn.Sequential:
+    """Return an inference copy of ``model`` with each batch-norm folded into the layer before it.
+
+    Batch-norm in eval mode is the affine map ``gamma * (z - mean) / sqrt(var + eps) + beta``;
+    folding it into the preceding linear or convolution layer saves the responder one
+    plaintext multiplication level per batch-norm under CKKS.
+    """
+    folded: list[nn.Module] = []
+    for layer in copy.deepcopy(model).eval():
+        if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            previous = folded[-1] if folded else None
+            if not isinstance(previous, (nn.Linear, nn.Conv2d)):
+                raise ValueError("batch-norm can be folded only directly after a linear or convolution layer")
+            scale = layer.weight.detach() / torch.sqrt(layer.running_var + layer.eps)
+            shape = (-1,) + (1,) * (previous.weight.dim() - 1)
+            with torch.no_grad():
+                previous.weight.mul_(scale.reshape(shape))
+                bias = previous.bias if previous.bias is not None else torch.zeros_like(layer.running_mean)
+                previous.bias = nn.Parameter((bias - layer.running_mean) * scale + layer.bias.detach())
+            continue
+        folded.append(layer)
+    return nn.Sequential(*folded)

@@ -1,0 +1,120 @@
+"""A party: its data, its model, and its small message-level interface.
+
+``query`` / ``accept`` run once per peer (setup); each exchange epoch ``answer`` / ``receive``
+carry predictions, then ``train`` and ``evaluate``. Nothing here knows about Ray: the same
+class runs in a Ray actor (:mod:`testbed.cluster`) or in-process.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from testbed.config import Scenario
+from testbed.messages import Message
+from testbed.models import MODELS
+from testbed.population import load_data, manipulation, party_data, seeded_rng, success_probe
+from testbed.schemes.base import SCHEMES, LogitMap, SecureInferenceScheme
+from testbed.training import PeerGuidance, accuracy, make_optimizer, predict, train_epoch
+
+
+class Party:
+    def __init__(self, scenario: Scenario, name: str):
+        self.scenario = scenario
+        self.name = name
+        self.config = scenario.parties[name]
+        loaded = load_data(scenario)
+        data = party_data(scenario, loaded)[name]
+        self.x, self.y = data.train.x, data.train.y
+        self.test = loaded.test
+        self.probe = success_probe(scenario, loaded)
+        self.classes = loaded.classes
+        seed = zlib.crc32(f"{scenario.seed}/{name}".encode())
+        torch.manual_seed(seed)
+        self.model = MODELS.create(self.config.model).build(loaded.input_shape, loaded.classes)
+        self.optimizer = make_optimizer(self.model, scenario.training)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.manipulation = manipulation(scenario, name)
+        self.querying: dict[str, SecureInferenceScheme] = {}  # peer -> our scheme side as querier
+        self.answering: dict[str, SecureInferenceScheme] = {}  # peer -> our scheme side as responder
+        self.guidance: dict[str, PeerGuidance] = {}
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def _scheme(self, peer: str) -> SecureInferenceScheme:
+        return SCHEMES.create(self.scenario.scheme, self.classes, zlib.crc32(f"{self.scenario.seed}/{self.name}/{peer}".encode()))
+
+    # -- setup ---------------------------------------------------------------------------
+    def query(self, peer: str) -> Message:
+        """As querier: make keys for ``peer`` and the one-time payload with our samples."""
+        start = time.perf_counter()
+        scheme = self.querying[peer] = self._scheme(peer)
+        wire = scheme.setup(self.x)
+        self.seconds["setup"] += time.perf_counter() - start
+        return Message(self.name, peer, "query", 0, wire)
+
+    def accept(self, message: Message) -> None:
+        """As responder: keep the querier's (encrypted) samples for every later answer."""
+        start = time.perf_counter()
+        scheme = self.answering[message.sender] = self._scheme(message.sender)
+        scheme.load(message.wire)
+        self.seconds["setup"] += time.perf_counter() - start
+
+    # -- every exchange epoch ------------------------------------------------------------
+    def answer(self, peer: str, epoch: int) -> tuple[Message, np.ndarray]:
+        """As responder: our model's (possibly manipulated) logits on ``peer``'s samples.
+
+        Returns the message and the simulator's ground truth: which answers were manipulated.
+        """
+        start = time.perf_counter()
+        scheme = self.answering[peer]
+        n = scheme.sample_count
+        logit_map = self._logit_map(peer, epoch, n)
+        wire = scheme.answer(self.model, logit_map)
+        self._add_timings(scheme, time.perf_counter() - start, "answer")
+        manipulated = logit_map.selected.copy() if logit_map is not None else np.zeros(n, dtype=bool)
+        return Message(self.name, peer, "answer", epoch, wire), manipulated
+
+    def _logit_map(self, peer: str, epoch: int, n: int) -> LogitMap | None:
+        if self.manipulation is None:
+            return None
+        return self.manipulation.logit_map(n, self.classes, seeded_rng(self.scenario.seed, "manipulate", self.name, peer, epoch))
+
+    def receive(self, message: Message) -> None:
+        """As querier: decode ``message.sender``'s logits on our samples into training guidance."""
+        start = time.perf_counter()
+        scheme = self.querying[message.sender]
+        logits = scheme.decode(message.wire)
+        self.guidance[message.sender] = PeerGuidance(logits, np.ones(len(logits), dtype=np.float32))
+        self._add_timings(scheme, time.perf_counter() - start, "decode")
+
+    def _add_timings(self, scheme: SecureInferenceScheme, total: float, phase: str) -> None:
+        detail = scheme.timings()
+        for key, seconds in detail.items():
+            self.seconds[key] += seconds
+        self.seconds[phase] += total - sum(detail.values())
+
+    # -- local work ----------------------------------------------------------------------
+    def train(self, use_peers: bool) -> float:
+        start = time.perf_counter()
+        guidance = list(self.guidance.values()) if use_peers else []
+        loss = train_epoch(self.model, self.optimizer, self.x, self.y, guidance, self.scenario.training, self.generator)
+        self.seconds["train"] += time.perf_counter() - start
+        return loss
+
+    def evaluate(self) -> dict[str, float | None]:
+        start = time.perf_counter()
+        result = {
+            "accuracy": accuracy(self.model, self.test.x, self.test.y),
+            "asr": None if self.probe is None else float((predict(self.model, self.probe.x).argmax(1) == self.probe.target).mean()),
+        }
+        self.seconds["evaluate"] += time.perf_counter() - start
+        return result
+
+    def take_timings(self) -> dict[str, float]:
+        """Seconds per phase since the last call."""
+        out, self.seconds = dict(self.seconds), defaultdict(float)
+        return out

@@ -1,0 +1,66 @@
+"""Who holds what: the split of the train pool between parties and the poison applied to it.
+
+Everything here is a pure function of the scenario and its seed, so each party actor can
+rebuild its own share without any data passing through the driver.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from attacks.base import ATTACKS, DataPoisoning, PredictionManipulation, SuccessProbe
+from testbed.config import Scenario
+from testbed.datasets import DATASETS, ArrayDataset, LoadedData
+from testbed.splits import SPLITS
+
+
+@dataclass(frozen=True)
+class PartyData:
+    train: ArrayDataset
+    poisoned: np.ndarray  # bool (n,): simulator ground truth, never read by training or filters
+
+
+def seeded_rng(seed: int, *tags: str | int) -> np.random.Generator:
+    """An independent, reproducible stream per purpose (party, attack, epoch...)."""
+    words = [seed] + [zlib.crc32(t.encode()) if isinstance(t, str) else t for t in tags]
+    return np.random.default_rng(words)
+
+
+def load_data(scenario: Scenario) -> LoadedData:
+    return DATASETS.create(scenario.dataset).load(scenario.seed)
+
+
+def party_data(scenario: Scenario, loaded: LoadedData) -> dict[str, PartyData]:
+    names = list(scenario.parties)
+    sizes = [scenario.parties[n].samples for n in names]
+    shares = SPLITS.create(scenario.split).assign(loaded.train.y, sizes, loaded.classes, seeded_rng(scenario.seed, "split"))
+    out = {}
+    for name, index in zip(names, shares):
+        x, y = loaded.train.x[index], loaded.train.y[index]
+        poisoned = np.zeros(len(y), dtype=bool)
+        for i, spec in enumerate(scenario.parties[name].attacks):
+            attack = ATTACKS.create(spec)
+            if isinstance(attack, DataPoisoning):
+                result = attack.poison(x, y, loaded.classes, seeded_rng(scenario.seed, "poison", name, i))
+                x, y, poisoned = result.x, result.y, poisoned | result.poisoned
+        out[name] = PartyData(ArrayDataset(x, y), poisoned)
+    return out
+
+
+def manipulation(scenario: Scenario, party: str) -> PredictionManipulation | None:
+    """The party's prediction manipulation, if any (validation allows at most one)."""
+    attacks = (ATTACKS.create(spec) for spec in scenario.parties[party].attacks)
+    return next((a for a in attacks if isinstance(a, PredictionManipulation)), None)
+
+
+def success_probe(scenario: Scenario, loaded: LoadedData) -> SuccessProbe | None:
+    """The scenario's attack target: the first targeted attack of any malicious party."""
+    for party in scenario.parties.values():
+        for spec in party.attacks:
+            probe = ATTACKS.create(spec).success_probe(loaded.test.x, loaded.test.y)
+            if probe is not None:
+                return probe
+    return None

@@ -1,0 +1,47 @@
+"""SMuLe (Zhu and Li, MSN 2023): mutual learning through blind predictions.
+
+The loop below is the protocol of DESIGN.md section 3, run in every direction between every
+pair of parties. Each party queries each peer once with its (encrypted) samples, then in every
+exchange epoch each peer answers with its current model's (encrypted) logits on them, and each
+party trains on its labels plus the distillation term toward its peers' answers.
+"""
+
+from __future__ import annotations
+
+from itertools import permutations
+from typing import TYPE_CHECKING
+
+from testbed.protocols.base import PROTOCOLS, EpochReport, Parties, TrainingProtocol
+
+if TYPE_CHECKING:
+    from testbed.config import Scenario
+    from testbed.messages import Channel
+
+
+@PROTOCOLS.register("smule")
+class SMuLe(TrainingProtocol):
+    def run(self, scenario: Scenario, parties: Parties, channel: Channel, report: EpochReport) -> None:
+        directions = list(permutations(parties.names, 2))  # (querier, responder)
+
+        # One-time setup: each querier sends each responder its public context and encrypted samples.
+        queries = parties.gather("query", [(q, parties.call(q, "query", r)) for q, r in directions])
+        for message in queries:
+            channel.record(message)
+        parties.gather("accept", [(m.receiver, parties.call(m.receiver, "accept", m)) for m in queries])
+        times = parties.gather("timings", [(p, parties.call(p, "take_timings")) for p in parties.names])
+        report(0, {p: {"seconds": seconds} for p, seconds in zip(parties.names, times)})
+
+        for epoch in range(1, scenario.epochs + 1):
+            exchange = epoch > scenario.training.warmup_epochs
+            if exchange:
+                answers = parties.gather("answer", [(r, parties.call(r, "answer", q, epoch)) for q, r in directions])
+                for message, _manipulated in answers:
+                    channel.record(message)
+                parties.gather("receive", [(m.receiver, parties.call(m.receiver, "receive", m)) for m, _ in answers])
+            losses = parties.gather("train", [(p, parties.call(p, "train", exchange)) for p in parties.names])
+            scores = parties.gather("evaluate", [(p, parties.call(p, "evaluate")) for p in parties.names])
+            times = parties.gather("timings", [(p, parties.call(p, "take_timings")) for p in parties.names])
+            report(epoch, {
+                p: {"loss": loss, **score, "seconds": seconds}
+                for p, loss, score, seconds in zip(parties.names, losses, scores, times)
+            })

@@ -1,0 +1,111 @@
+"""Run one scenario end to end: parties up, protocol loop, results written, parties down."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import defaultdict
+from dataclasses import asdict
+from statistics import mean
+from typing import Any
+
+from tqdm import tqdm
+
+from testbed.cluster import RayParties
+from testbed.config import Scenario
+from testbed.messages import Channel
+from testbed.protocols import PROTOCOLS
+from testbed.results import SUMMARY, RunDirectory
+
+
+def run_scenario(scenario: Scenario, out: RunDirectory, progress: bool = True) -> dict[str, Any]:
+    """Run ``scenario``, writing everything under ``out``; returns the summary.
+
+    Raises :class:`testbed.cluster.PartyFailure` when a party fails; the run directory then
+    has no summary and its status says why.
+    """
+    out.write_yaml("scenario.yaml", scenario.dump())
+    out.set_status("running")
+    started = time.perf_counter()
+    channel = Channel()
+    final: dict[str, dict[str, Any]] = {}
+    phase_seconds: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    bar = tqdm(total=scenario.epochs, desc=scenario.name, unit="epoch", file=sys.stderr, disable=not progress)
+
+    def report(epoch: int, metrics: dict[str, dict[str, Any]]) -> None:
+        rows = []
+        for party, values in metrics.items():
+            for phase, seconds in values.get("seconds", {}).items():
+                phase_seconds[party][phase] += seconds
+            rows.append({"epoch": epoch, "party": party, **values, **channel.traffic(party, epoch)})
+            if epoch:
+                final[party] = values
+        out.append_lines("metrics.jsonl", rows)
+        out.append_lines("messages.jsonl", [asdict(r) for r in channel.records if r.epoch == epoch])
+        if epoch:
+            bar.update(1)
+            bar.set_postfix({p: f"{v['accuracy']:.3f}" for p, v in metrics.items()})
+
+    parties = RayParties(scenario)
+    try:
+        PROTOCOLS.create(scenario.protocol).run(scenario, parties, channel, report)
+    finally:
+        bar.close()
+        parties.close()
+    summary = summarize(scenario, channel, final, phase_seconds, time.perf_counter() - started)
+    out.write_json(SUMMARY, summary)
+    out.set_status("complete")
+    return summary
+
+
+def summarize(scenario: Scenario, channel: Channel, final: dict, phase_seconds: dict, wall: float) -> dict[str, Any]:
+    exchange_epochs = range(scenario.training.warmup_epochs + 1, scenario.epochs + 1)
+    totals = [channel.epoch_totals(e) for e in exchange_epochs] or [(0, 0)]
+    setup_bytes, setup_messages = channel.epoch_totals(0)
+    last = exchange_epochs[-1] if exchange_epochs else 0
+    directions: dict[str, int] = defaultdict(int)
+    for record in channel.records:
+        if record.epoch == last:
+            directions[f"{record.sender}->{record.receiver}"] += record.bytes
+    return {
+        "scenario": scenario.name,
+        "protocol": scenario.protocol.kind,
+        "seed": scenario.seed,
+        "epochs": scenario.epochs,
+        "dataset": scenario.dataset.kind,
+        "scheme": scenario.scheme.kind,
+        "parties": {
+            name: {
+                "role": scenario.parties[name].role,
+                "accuracy": final[name]["accuracy"],
+                "asr": final[name]["asr"],
+                "loss": final[name]["loss"],
+            }
+            for name in scenario.parties
+        },
+        "communication": {
+            "setup_bytes": setup_bytes,
+            "setup_messages": setup_messages,
+            "bytes_per_epoch": round(mean(b for b, _ in totals)),
+            "messages_per_epoch": round(mean(m for _, m in totals)),
+            "rounds_per_epoch": 1 if totals[0][1] else 0,
+            "exchange_epochs": len(exchange_epochs),
+            "bytes_per_epoch_by_direction": dict(directions),
+        },
+        "seconds": {"wall": round(wall, 3), "by_party_and_phase": {p: {k: round(v, 3) for k, v in s.items()} for p, s in phase_seconds.items()}},
+    }
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """A short human-readable table of the summary."""
+    comm = summary["communication"]
+    lines = [f"{'party':<10} {'role':<10} {'accuracy':>9} {'ASR':>7}"]
+    for name, p in summary["parties"].items():
+        asr = "-" if p["asr"] is None else f"{p['asr']:.3f}"
+        lines.append(f"{name:<10} {p['role']:<10} {p['accuracy']:>9.4f} {asr:>7}")
+    lines.append(
+        f"communication: setup {comm['setup_bytes'] / 1e6:.3f} MB, "
+        f"{comm['bytes_per_epoch'] / 1e6:.3f} MB and {comm['messages_per_epoch']} messages per exchange epoch; "
+        f"wall {summary['seconds']['wall']:.1f} s"
+    )
+    return "\n".join(lines)

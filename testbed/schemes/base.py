@@ -1,0 +1,94 @@
+"""The secure-inference scheme interface that SMuLe's querier and responder speak.
+
+One scheme object serves one side of one direction (querier Q -> responder R):
+
+    Q: wire = scheme.setup(samples)           # once; wire goes to R
+    R: scheme.load(wire)                      # once
+    R: wire = scheme.answer(model, logit_map) # every epoch; wire goes to Q
+    Q: logits = scheme.decode(wire)           # every epoch
+
+Every ``Wire`` carries the serialized bytes that cross between parties. ``charged_bytes`` is
+the byte count the channel records: ``len(data)`` for a scheme that sends real payloads, or a
+figure computed from the same parameters for a scheme that only accounts for them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+from torch import nn
+
+from testbed.registry import Params, Registry
+
+
+@dataclass(frozen=True)
+class Wire:
+    data: bytes
+    charged_bytes: int = field(default=-1)
+
+    def __post_init__(self) -> None:
+        if self.charged_bytes < 0:
+            object.__setattr__(self, "charged_bytes", len(self.data))
+
+
+@dataclass(frozen=True)
+class LogitMap:
+    """A per-sample affine map on returned logits: what a responder can apply under encryption.
+
+    For each selected sample ``i``: ``out[i] = logits[i] @ matrix + offset[i]``; other samples
+    pass unchanged. It needs only plaintext-ciphertext products and additions, so the CKKS
+    scheme applies it to encrypted logits exactly as the plaintext scheme applies it here.
+    """
+
+    selected: np.ndarray  # bool, (n,)
+    matrix: np.ndarray  # (classes, classes)
+    offset: np.ndarray  # (n, classes); rows of unselected samples are ignored
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        mapped = logits @ self.matrix + self.offset
+        return np.where(self.selected[:, None], mapped, logits).astype(logits.dtype)
+
+
+class SecureInferenceScheme(ABC):
+    """Base of every scheme; subclasses register with ``@SCHEMES.register(name)``."""
+
+    Params = Params
+    kind: str
+    #: True when the responder must run an HE-friendly model (checked at scenario validation).
+    needs_he_friendly_model: bool = False
+    #: Responder side: how many samples the querier sent; set by :meth:`load`.
+    sample_count: int = 0
+
+    def __init__(self, params: Params, classes: int, seed: int):
+        self.params = params
+        self.classes = classes
+        self.seed = seed
+
+    @classmethod
+    def check_model(cls, params: Params, model: nn.Module, input_shape: tuple[int, ...]) -> None:
+        """Raise ``ValueError`` if this scheme cannot evaluate ``model``; called before a run."""
+
+    @abstractmethod
+    def setup(self, samples: np.ndarray) -> Wire:
+        """Querier: prepare keys and the one-time payload carrying ``samples`` to the responder."""
+
+    @abstractmethod
+    def load(self, wire: Wire) -> None:
+        """Responder: receive the querier's setup payload."""
+
+    @abstractmethod
+    def answer(self, model: nn.Module, logit_map: LogitMap | None = None) -> Wire:
+        """Responder: evaluate ``model`` on the querier's samples; reply with (encrypted) logits."""
+
+    @abstractmethod
+    def decode(self, wire: Wire) -> np.ndarray:
+        """Querier: recover the logits, shape ``(n_samples, classes)``, float32."""
+
+    def timings(self) -> dict[str, float]:
+        """Seconds spent per phase since the last call (e.g. encrypt, evaluate, decrypt)."""
+        return {}
+
+
+SCHEMES: Registry[SecureInferenceScheme] = Registry("scheme")
