@@ -56,7 +56,7 @@ class RayParties:
         share = min(1.0, cpus / len(scenario.parties))  # all parties must fit at once
         self.names = list(scenario.parties)
         self.actors = {name: PartyActor.options(num_cpus=share).remote(scenario, name) for name in self.names}
-        self.gather("start", [(name, actor.call.remote("evaluate")) for name, actor in self.actors.items()])
+        self.gather("start", [(name, actor.call.remote("take_timings")) for name, actor in self.actors.items()])
 
     def call(self, party: str, method: str, *args: Any) -> ray.ObjectRef:
         return self.actors[party].call.remote(method, *args)

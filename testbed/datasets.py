@@ -113,6 +113,10 @@ class Synthetic(Dataset):
     def input_shape(self) -> tuple[int, ...]:  # type: ignore[override]
         return (1, self.params.side, self.params.side)
 
+    @property
+    def classes(self) -> int:  # type: ignore[override]
+        return self.params.classes
+
     def load(self, seed: int) -> LoadedData:
         p = self.params
         rng = np.random.default_rng(12345)  # fixed: the data set is part of the scenario, not the run
