@@ -57,12 +57,12 @@ class Strict(BaseModel):
 
 class TrainingConfig(Strict):
     batch_size: int = Field(32, ge=1, description="minibatch size of local training")
-    learning_rate: float = Field(0.01, gt=0, le=10)
+    learning_rate: float = Field(0.003, gt=0, le=10)
     optimizer: Literal["adam", "sgd"] = "adam"
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
     weight_decay: float = Field(0.0, ge=0)
     temperature: float = Field(2.0, gt=0, description="T: softens both distributions in the mutual term")
-    mutual_weight: float = Field(1.0, ge=0, description="lambda: weight of T^2 * KL(peer || own)")
+    mutual_weight: float = Field(0.25, ge=0, description="lambda: weight of T^2 * KL(peer || own)")
     warmup_epochs: int = Field(1, ge=0, description="first epochs train on labels only, before any exchange")
 
 
