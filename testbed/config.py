@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 import attacks  # noqa: F401  (registers attacks)
 import testbed.protocols  # noqa: F401  (registers protocols)
 import testbed.schemes  # noqa: F401  (registers schemes)
-from attacks.base import ATTACKS
+from attacks.base import ATTACKS, PredictionManipulation
 from testbed.datasets import DATASETS
 from testbed.models import MODELS, is_he_friendly
 from testbed.protocols.base import PROTOCOLS
@@ -123,11 +123,17 @@ def check_scenario(scenario: Scenario) -> None:
             scheme.check_model(scenario.scheme.params, model, dataset.input_shape)
         except ValueError as err:
             problems.append((f"parties.{name}.model", str(err)))
+        manipulating = []
         for i, spec in enumerate(party.attacks):
+            attack = ATTACKS.create(spec)
             try:
-                ATTACKS.create(spec).check(dataset.input_shape, dataset.classes)
+                attack.check(dataset.input_shape, dataset.classes)
             except ValueError as err:
                 problems.append((f"parties.{name}.attacks.{i}", str(err)))
+            if isinstance(attack, PredictionManipulation):
+                manipulating.append(spec.kind)
+        if len(manipulating) > 1:
+            problems.append((f"parties.{name}.attacks", f"at most one prediction manipulation per party, got {', '.join(manipulating)}"))
     if scenario.training.warmup_epochs >= scenario.epochs:
         problems.append(("training.warmup_epochs", f"{scenario.training.warmup_epochs} leaves no exchange epoch of epochs={scenario.epochs}; allowed: 0..{scenario.epochs - 1}"))
     if problems:

@@ -51,6 +51,12 @@ def test_attack_on_honest_party_rejected(tiny_raw):
     assert "parties.B.attacks" in problems_of(tiny_raw)
 
 
+def test_two_prediction_manipulations_rejected(tiny_raw):
+    tiny_raw["parties"]["B"]["role"] = "malicious"
+    tiny_raw["parties"]["B"]["attacks"] = [{"kind": "scale", "factor": 2, "rate": 1}, {"kind": "noise", "std": 1, "rate": 1}]
+    assert "scale, noise" in problems_of(tiny_raw)["parties.B.attacks"]
+
+
 def test_plain_relu_model_rejected_for_he_scheme_free_for_plaintext(tiny_raw):
     tiny_raw["parties"]["A"]["model"] = {"kind": "mlp", "activation": "relu"}
     parse_scenario(tiny_raw)  # plaintext runs any torch model
