@@ -14,10 +14,12 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
 
 import attacks  # noqa: F401  (registers attacks)
+import testbed.filters  # noqa: F401  (registers filters)
 import testbed.protocols  # noqa: F401  (registers protocols)
 import testbed.schemes  # noqa: F401  (registers schemes)
 from attacks.base import ATTACKS, PredictionManipulation
 from testbed.datasets import DATASETS
+from testbed.filters.base import FILTERS
 from testbed.models import MODELS, is_he_friendly
 from testbed.protocols.base import PROTOCOLS
 from testbed.registry import Registry, Spec
@@ -48,6 +50,7 @@ DatasetSpec, DEFAULT_DATASET = _spec(DATASETS, "digits")
 SplitSpec, DEFAULT_SPLIT = _spec(SPLITS, "iid")
 SchemeSpec, DEFAULT_SCHEME = _spec(SCHEMES, "plaintext")
 AttackSpec, _ = _spec(ATTACKS)
+FilterSpec, _ = _spec(FILTERS)
 ProtocolSpec, DEFAULT_PROTOCOL = _spec(PROTOCOLS, "smule")
 
 
@@ -71,6 +74,7 @@ class PartyConfig(Strict):
     samples: int = Field(ge=1, description="training samples this party holds")
     model: ModelSpec = DEFAULT_MODEL
     attacks: list[AttackSpec] = Field(default_factory=list, description="malicious parties only")
+    filters: list[FilterSpec] = Field(default_factory=list, description="robustness filters on the peers' answers")
 
 
 class RayConfig(Strict):

@@ -15,7 +15,9 @@ import numpy as np
 import torch
 
 from testbed.config import Scenario
+from testbed.filters import FILTERS, Filter, PredictionView, combined_weights
 from testbed.messages import Message
+from testbed.metrics import filter_quality, harmful_predictions, success_rate
 from testbed.models import MODELS
 from testbed.population import load_data, manipulation, party_data, seeded_rng, success_probe
 from testbed.schemes.base import SCHEMES, LogitMap, SecureInferenceScheme
@@ -42,6 +44,7 @@ class Party:
         self.querying: dict[str, SecureInferenceScheme] = {}  # peer -> our scheme side as querier
         self.answering: dict[str, SecureInferenceScheme] = {}  # peer -> our scheme side as responder
         self.guidance: dict[str, PeerGuidance] = {}
+        self.filters: dict[str, list[Filter]] = {}  # peer -> this party's filters on that peer's answers
         self.seconds: dict[str, float] = defaultdict(float)
 
     def _scheme(self, peer: str) -> SecureInferenceScheme:
@@ -84,12 +87,32 @@ class Party:
         return self.manipulation.logit_map(n, self.classes, seeded_rng(self.scenario.seed, "manipulate", self.name, peer, epoch))
 
     def receive(self, message: Message) -> None:
-        """As querier: decode ``message.sender``'s logits on our samples into training guidance."""
+        """As querier: decode ``message.sender``'s logits on our samples and filter them."""
         start = time.perf_counter()
-        scheme = self.querying[message.sender]
+        peer = message.sender
+        scheme = self.querying[peer]
         logits = scheme.decode(message.wire)
-        self.guidance[message.sender] = PeerGuidance(logits, np.ones(len(logits), dtype=np.float32))
         self._add_timings(scheme, time.perf_counter() - start, "decode")
+        start = time.perf_counter()
+        filters = self.filters.setdefault(peer, [FILTERS.create(spec) for spec in self.config.filters])
+        weights = np.ones(len(logits), dtype=np.float32)
+        if filters:
+            view = PredictionView(logits, predict(self.model, self.x), self.y, self.scenario.training.temperature)
+            weights = combined_weights(filters, view)
+        self.guidance[peer] = PeerGuidance(logits, weights)
+        self.seconds["filter"] += time.perf_counter() - start
+
+    def audit(self, peer: str, manipulated: np.ndarray, peer_malicious: bool) -> dict[str, float]:
+        """Simulator only: how well our filters did on ``peer``'s last answer, given the ground truth.
+
+        The truth arrives here from the driver after filtering and never reaches ``receive`` or ``train``.
+        """
+        guidance = self.guidance[peer]
+        harmful = harmful_predictions(guidance.logits, self.y, manipulated, peer_malicious)
+        quality = filter_quality(guidance.weights, harmful)
+        for f in self.filters.get(peer, []):
+            quality.update(f.state())
+        return quality
 
     def _add_timings(self, scheme: SecureInferenceScheme, total: float, phase: str) -> None:
         detail = scheme.timings()
@@ -109,7 +132,7 @@ class Party:
         start = time.perf_counter()
         result = {
             "accuracy": accuracy(self.model, self.test.x, self.test.y),
-            "asr": None if self.probe is None else float((predict(self.model, self.probe.x).argmax(1) == self.probe.target).mean()),
+            "asr": None if self.probe is None else success_rate(predict(self.model, self.probe.x).argmax(1), self.probe.target),
         }
         self.seconds["evaluate"] += time.perf_counter() - start
         return result

@@ -76,12 +76,13 @@ def summarize(scenario: Scenario, channel: Channel, final: dict, phase_seconds: 
         "scheme": scenario.scheme.kind,
         "parties": {
             name: {
-                "role": scenario.parties[name].role,
+                "role": party.role,
                 "accuracy": final[name]["accuracy"],
                 "asr": final[name]["asr"],
                 "loss": final[name]["loss"],
+                **({"filter": final[name]["filter"]} if party.filters else {}),
             }
-            for name in scenario.parties
+            for name, party in scenario.parties.items()
         },
         "communication": {
             "setup_bytes": setup_bytes,

@@ -86,3 +86,16 @@ def test_manipulated_answers_reach_querier(tiny_raw):
     parties.call("A", "receive", message)
     received = parties.parties["A"].guidance["B"].logits
     np.testing.assert_allclose(received[:, [1, 0, 2]], clean, rtol=1e-6)
+
+
+def test_filter_audit_reports_against_ground_truth(tiny_raw):
+    tiny_raw["parties"]["B"]["role"] = "malicious"
+    tiny_raw["parties"]["B"]["attacks"] = [{"kind": "class_swap", "source": 0, "target": 1, "rate": 0.5}]
+    tiny_raw["parties"]["A"]["filters"] = [{"kind": "agreement"}]
+    _, parties, _, epochs = run(tiny_raw)
+    audit = epochs[3]["A"]["filter"]
+    guidance = parties.parties["A"].guidance["B"]
+    assert audit["kept"] == pytest.approx(float((guidance.logits.argmax(1) == parties.parties["A"].y).mean()))
+    assert audit["precision"] == 1.0  # every wrong answer comes from the malicious peer
+    assert 0.0 < audit["recall"] < 1.0  # swaps that left the argmax right are harmful but kept
+    assert epochs[3]["B"]["filter"]["kept"] == 1.0 and epochs[1]["A"]["filter"] is None

@@ -33,15 +33,27 @@ class SMuLe(TrainingProtocol):
 
         for epoch in range(1, scenario.epochs + 1):
             exchange = epoch > scenario.training.warmup_epochs
+            audits: dict[str, list[dict]] = {p: [] for p in parties.names}
             if exchange:
                 answers = parties.gather("answer", [(r, parties.call(r, "answer", q, epoch)) for q, r in directions])
-                for message, _manipulated in answers:
+                for message, _ in answers:
                     channel.record(message)
                 parties.gather("receive", [(m.receiver, parties.call(m.receiver, "receive", m)) for m, _ in answers])
+                # The simulator's ground truth goes to the querier's audit only after it has filtered.
+                calls = [(m.receiver, parties.call(m.receiver, "audit", m.sender, truth, scenario.parties[m.sender].role == "malicious")) for m, truth in answers]
+                for (querier, _), audit in zip(calls, parties.gather("audit", calls)):
+                    audits[querier].append(audit)
             losses = parties.gather("train", [(p, parties.call(p, "train", exchange)) for p in parties.names])
             scores = parties.gather("evaluate", [(p, parties.call(p, "evaluate")) for p in parties.names])
             times = parties.gather("timings", [(p, parties.call(p, "take_timings")) for p in parties.names])
             report(epoch, {
-                p: {"loss": loss, **score, "seconds": seconds}
+                p: {"loss": loss, **score, "filter": mean_audit(audits[p]), "seconds": seconds}
                 for p, loss, score, seconds in zip(parties.names, losses, scores, times)
             })
+
+
+def mean_audit(audits: list[dict[str, float]]) -> dict[str, float] | None:
+    """Filter metrics of one querier averaged over its peers (None in epochs without exchange)."""
+    if not audits:
+        return None
+    return {key: sum(a[key] for a in audits) / len(audits) for key in audits[0]}
