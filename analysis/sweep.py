@@ -14,7 +14,7 @@ A sweep file::
         agreement: ["parties.A.filters=[{kind: agreement}]"]
 
 ``python -m analysis.sweep SWEEP.yaml [--out DIR] [--parallel N]`` runs each combination as one
-Ray task into ``DIR/<axis=value,...>/`` (default ``results/sweeps/<name>``), skips combinations
+Ray task (parties in the task's process; attach to a cluster with ``RAY_ADDRESS``) into ``DIR/<axis=value,...>/`` (default ``results/sweeps/<name>``), skips combinations
 that already have a ``summary.json`` (so an interrupted sweep resumes where it stopped), and
 writes ``DIR/table.csv``: one row per run and party.
 """
@@ -49,11 +49,17 @@ def variants(sweep: dict[str, Any]) -> dict[str, tuple[dict[str, str], list[str]
     return out
 
 
-@ray.remote(num_cpus=0)  # the parties it starts hold the CPUs
+@ray.remote(num_cpus=1)
 def _run_one(scenario, path: str) -> dict:
+    """One scenario per Ray task, its parties in the task's process: Ray reuses task workers, so
+    a sweep pays process start-up and imports once per worker, not twice per run."""
+    import torch
+
+    from testbed.inprocess import InProcessParties
     from testbed.runner import run_scenario
 
-    return run_scenario(scenario, RunDirectory(Path(path), overwrite=True), progress=False)
+    torch.set_num_threads(1)
+    return run_scenario(scenario, RunDirectory(Path(path), overwrite=True), progress=False, placement=InProcessParties)
 
 
 def summary_rows(labels: dict[str, str], summary: dict) -> list[dict]:

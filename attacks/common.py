@@ -15,6 +15,12 @@ Rate = Annotated[float, Field(ge=0.0, le=1.0, description="share of the samples 
 ClassIndex = Annotated[int, Field(ge=0, description="a class index, below the dataset's class count")]
 
 
+def budget(eligible: np.ndarray, rate: float) -> int:
+    """How many samples an attack at ``rate`` touches: ``round(rate * n)`` over all ``n`` samples,
+    at most the number of ``eligible`` ones."""
+    return min(round(rate * len(eligible)), int(eligible.sum()))
+
+
 def choose(rng: np.random.Generator, eligible: np.ndarray, rate: float) -> np.ndarray:
     """The attacked samples, as a bool mask: ``round(rate * n)`` of the ``n = len(eligible)``
     samples, drawn uniformly without replacement among the ``eligible`` ones, or every eligible
@@ -23,9 +29,8 @@ def choose(rng: np.random.Generator, eligible: np.ndarray, rate: float) -> np.nd
     The count is taken over all ``n`` samples, not over the eligible subset, so a given rate is
     the same budget for every attack. ``round`` is Python's (halves to even: 0.25 * 10 -> 2).
     """
-    count = min(round(rate * len(eligible)), int(eligible.sum()))
     mask = np.zeros(len(eligible), dtype=bool)
-    mask[rng.choice(np.flatnonzero(eligible), size=count, replace=False)] = True
+    mask[rng.choice(np.flatnonzero(eligible), size=budget(eligible, rate), replace=False)] = True
     return mask
 
 

@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 from dataclasses import asdict
 from statistics import mean
-from typing import Any
+from typing import Any, Callable
 
 from tqdm import tqdm
 
@@ -18,8 +18,11 @@ from testbed.protocols import PROTOCOLS
 from testbed.results import SUMMARY, RunDirectory
 
 
-def run_scenario(scenario: Scenario, out: RunDirectory, progress: bool = True) -> dict[str, Any]:
+def run_scenario(scenario: Scenario, out: RunDirectory, progress: bool = True, placement: Callable[[Scenario], Any] | None = None) -> dict[str, Any]:
     """Run ``scenario``, writing everything under ``out``; returns the summary.
+
+    ``placement`` builds the parties (default: one Ray actor each, :class:`RayParties`; a sweep
+    passes :class:`~testbed.inprocess.InProcessParties` to run a whole scenario inside one Ray task).
 
     Raises :class:`testbed.cluster.PartyFailure` when a party fails; the run directory then
     has no summary and its status says why.
@@ -46,7 +49,7 @@ def run_scenario(scenario: Scenario, out: RunDirectory, progress: bool = True) -
             bar.update(1)
             bar.set_postfix({p: f"{v['accuracy']:.3f}" for p, v in metrics.items()})
 
-    parties = RayParties(scenario)
+    parties = (placement or RayParties)(scenario)
     try:
         PROTOCOLS.create(scenario.protocol).run(scenario, parties, channel, report)
     finally:
