@@ -138,7 +138,11 @@ def check_scenario(scenario: Scenario) -> None:
                 manipulating.append(spec.kind)
         if len(manipulating) > 1:
             problems.append((f"parties.{name}.attacks", f"at most one prediction manipulation per party, got {', '.join(manipulating)}"))
-    if scenario.training.warmup_epochs >= scenario.epochs:
+    protocol = PROTOCOLS.get(scenario.protocol.kind)
+    architectures = {str(party.model.dump()) for party in scenario.parties.values()}
+    if protocol.needs_same_architecture and len(architectures) > 1:
+        problems.append(("parties.*.model", f"protocol '{protocol.kind}' averages models, so every party needs the same model; got {', '.join(sorted(architectures))}"))
+    if scenario.protocol.kind == "smule" and scenario.training.warmup_epochs >= scenario.epochs:
         problems.append(("training.warmup_epochs", f"{scenario.training.warmup_epochs} leaves no exchange epoch of epochs={scenario.epochs}; allowed: 0..{scenario.epochs - 1}"))
     if problems:
         raise ScenarioError(problems)

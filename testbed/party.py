@@ -7,6 +7,7 @@ class runs in a Ray actor (:mod:`testbed.cluster`) or in-process.
 
 from __future__ import annotations
 
+import io
 import time
 import zlib
 from collections import defaultdict
@@ -20,7 +21,7 @@ from testbed.messages import Message
 from testbed.metrics import filter_quality, harmful_predictions, success_rate
 from testbed.models import MODELS
 from testbed.population import load_data, manipulation, party_data, seeded_rng, success_probe
-from testbed.schemes.base import SCHEMES, LogitMap, SecureInferenceScheme
+from testbed.schemes.base import SCHEMES, LogitMap, SecureInferenceScheme, Wire
 from testbed.training import PeerGuidance, accuracy, make_optimizer, predict, train_epoch
 
 
@@ -119,6 +120,31 @@ class Party:
         for key, seconds in detail.items():
             self.seconds[key] += seconds
         self.seconds[phase] += total - sum(detail.values())
+
+    # -- baselines -----------------------------------------------------------------------
+    def hold_union(self) -> int:
+        """Joint baseline: train on every party's data (as MPC training would); returns the size."""
+        shares = party_data(self.scenario, load_data(self.scenario)).values()
+        self.x = np.concatenate([share.train.x for share in shares])
+        self.y = np.concatenate([share.train.y for share in shares])
+        return len(self.y)
+
+    def share_model(self, peer: str, epoch: int) -> Message:
+        """FedAvg: our serialized model weights and sample count, for ``peer``."""
+        buffer = io.BytesIO()
+        torch.save({"samples": len(self.y), "state": self.model.state_dict()}, buffer)
+        return Message(self.name, peer, "model", epoch, Wire(buffer.getvalue()))
+
+    def average_models(self, messages: list[Message]) -> None:
+        """FedAvg: replace our model by the sample-weighted average of ours and the peers'."""
+        received = [torch.load(io.BytesIO(m.wire.data), weights_only=True) for m in messages]
+        states = [(len(self.y), self.model.state_dict())] + [(r["samples"], r["state"]) for r in received]
+        total = sum(n for n, _ in states)
+        averaged = {
+            key: sum(n * state[key].float() for n, state in states).div(total).to(value.dtype)
+            for key, value in self.model.state_dict().items()
+        }
+        self.model.load_state_dict(averaged)
 
     # -- local work ----------------------------------------------------------------------
     def train(self, use_peers: bool) -> float:

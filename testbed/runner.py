@@ -49,20 +49,23 @@ def run_scenario(scenario: Scenario, out: RunDirectory, progress: bool = True, p
             bar.update(1)
             bar.set_postfix({p: f"{v['accuracy']:.3f}" for p, v in metrics.items()})
 
+    protocol = PROTOCOLS.create(scenario.protocol)
     parties = (placement or RayParties)(scenario)
     try:
-        PROTOCOLS.create(scenario.protocol).run(scenario, parties, channel, report)
+        protocol.run(scenario, parties, channel, report)
     finally:
         bar.close()
         parties.close()
     summary = summarize(scenario, channel, final, phase_seconds, time.perf_counter() - started)
+    summary["communication"].update(protocol.communication(scenario))
     out.write_json(SUMMARY, summary)
     out.set_status("complete")
     return summary
 
 
 def summarize(scenario: Scenario, channel: Channel, final: dict, phase_seconds: dict, wall: float) -> dict[str, Any]:
-    exchange_epochs = range(scenario.training.warmup_epochs + 1, scenario.epochs + 1)
+    # Epochs in which messages flow (SMuLe skips its warm-up; FedAvg may average every k epochs).
+    exchange_epochs = sorted({r.epoch for r in channel.records if r.epoch > 0})
     totals = [channel.epoch_totals(e) for e in exchange_epochs] or [(0, 0)]
     setup_bytes, setup_messages = channel.epoch_totals(0)
     last = exchange_epochs[-1] if exchange_epochs else 0
@@ -92,7 +95,7 @@ def summarize(scenario: Scenario, channel: Channel, final: dict, phase_seconds: 
             "setup_messages": setup_messages,
             "bytes_per_epoch": round(mean(b for b, _ in totals)),
             "messages_per_epoch": round(mean(m for _, m in totals)),
-            "rounds_per_epoch": 1 if totals[0][1] else 0,
+            "rounds_per_epoch": len({(r.epoch, r.kind) for r in channel.records if r.epoch > 0}) // max(1, len(exchange_epochs)),
             "exchange_epochs": len(exchange_epochs),
             "bytes_per_epoch_by_direction": dict(directions),
         },

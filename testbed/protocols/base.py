@@ -25,15 +25,37 @@ class Parties(TypingProtocol):
 EpochReport = Callable[[int, dict[str, dict[str, Any]]], None]
 
 
+def train_and_report(
+    parties: Parties, trainers: list[str], epoch: int, report: EpochReport | None, reported_as: list[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """One epoch of label-only training and evaluation for ``trainers``; reported (if ``report``)
+    under the names ``reported_as`` (default: the trainers themselves)."""
+    losses = parties.gather("train", [(p, parties.call(p, "train", False)) for p in trainers])
+    scores = parties.gather("evaluate", [(p, parties.call(p, "evaluate")) for p in trainers])
+    times = parties.gather("timings", [(p, parties.call(p, "take_timings")) for p in trainers])
+    metrics = {p: {"loss": loss, **score, "seconds": seconds} for p, loss, score, seconds in zip(trainers, losses, scores, times)}
+    if reported_as is not None:
+        metrics = {name: metrics[trainers[0]] for name in reported_as}
+    if report is not None:
+        report(epoch, metrics)
+    return metrics
+
+
 class TrainingProtocol:
     Params = Params
     kind: str
+    #: True when every party must use the same model architecture (checked at validation).
+    needs_same_architecture: bool = False
 
     def __init__(self, params: Params):
         self.params = params
 
     def run(self, scenario: Scenario, parties: Parties, channel: Channel, report: EpochReport) -> None:
         raise NotImplementedError
+
+    def communication(self, scenario: Scenario) -> dict[str, Any]:
+        """Communication figures not carried by the channel (e.g. modelled MPC traffic)."""
+        return {}
 
 
 PROTOCOLS: Registry[TrainingProtocol] = Registry("protocol")
