@@ -77,8 +77,12 @@ def summary_rows(labels: dict[str, str], summary: dict) -> list[dict]:
 
 
 def run_sweep(sweep_path: Path, out: Path | None = None, parallel: int = 1, progress: bool = True) -> pd.DataFrame:
+    """Run the sweep file's combinations (skipping finished ones); returns and writes the table."""
     sweep = yaml.safe_load(sweep_path.read_text())
-    base = (sweep_path.parent / sweep["base"]).resolve()
+    return run_grid(sweep, (sweep_path.parent / sweep["base"]).resolve(), out, parallel, progress)
+
+
+def run_grid(sweep: dict[str, Any], base: Path, out: Path | None = None, parallel: int = 1, progress: bool = True) -> pd.DataFrame:
     out = out or Path("results") / "sweeps" / sweep["name"]
     runs = variants(sweep)
     # Validate every combination before running any.

@@ -86,7 +86,7 @@ def summarize(scenario: Scenario, channel: Channel, final: dict, phase_seconds: 
                 "accuracy": final[name]["accuracy"],
                 "asr": final[name]["asr"],
                 "loss": final[name]["loss"],
-                **({"filter": final[name]["filter"]} if party.filters else {}),
+                **({"filter": final[name]["filter"]} if final[name].get("filter") and party.filters else {}),
             }
             for name, party in scenario.parties.items()
         },

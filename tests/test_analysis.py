@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 import yaml
 
 from analysis.plots import honest_means, robustness_figure
@@ -46,3 +47,22 @@ def test_honest_means_and_figure():
                                         {"attack": "f", "filter": "agr", "accuracy": 0.9, "asr": 0.25}]
     figure = robustness_figure(means)
     assert len(figure.axes) == 2 and [b.get_height() for b in figure.axes[1].patches] == [0.5, 0.25]
+
+
+def test_compare_variants_and_rows(tmp_path, tiny_raw):
+    from analysis.compare import comparison_row, protocol_variants
+
+    tiny_raw["parties"]["A"]["filters"] = [{"kind": "agreement"}]
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(tiny_raw))
+    variants = protocol_variants(path, [])
+    assert list(variants) == ["smule", "smule_nofilter", "local", "joint", "fedavg"]
+    assert variants["smule_nofilter"] == ["parties.A.filters=[]"]
+    summary = {
+        "parties": {"A": {"role": "honest", "accuracy": 0.9, "asr": 0.1}, "C": {"role": "honest", "accuracy": 0.7, "asr": 0.3},
+                    "B": {"role": "malicious", "accuracy": 0.1, "asr": 1.0}},
+        "communication": {"bytes_per_epoch": 10, "rounds_per_epoch": 1, "setup_bytes": 5, "mpc_bytes_per_epoch_model": 99},
+    }
+    row = comparison_row("joint", summary)
+    assert row["accuracy"] == pytest.approx(0.8) and row["asr"] == pytest.approx(0.2)
+    assert row["mpc_bytes_per_epoch_model"] == 99 and row["mpc_bytes_per_epoch_measured"] is None

@@ -1,0 +1,88 @@
+"""SMuLe against its baselines on one scenario: accuracy, attack success and communication.
+
+``python -m analysis.compare SCENARIO.yaml [--out DIR] [--set KEY=VALUE ...]`` runs the scenario
+as written (SMuLe with its filters), SMuLe without filters, and the ``local``, ``joint`` and
+``fedavg`` protocols, then prints and writes ``DIR/comparison.csv`` (one row per protocol).
+Finished runs under ``DIR`` are reused. Honest-party means are reported: they are what the
+protocol is for. For ``joint`` the MPC columns give the traffic secure joint training would
+need (``_model``: the analytical cost model; ``_measured``: CrypTen, when installed), each with
+its source named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.sweep import run_grid
+from testbed.config import ScenarioError, load_scenario
+from testbed.results import SUMMARY, write_atomic
+
+MPC_COLUMNS = [
+    "mpc_bytes_per_epoch_measured", "mpc_rounds_per_epoch_measured", "mpc_source_measured", "mpc_measured_unavailable",
+    "mpc_bytes_per_epoch_model", "mpc_rounds_per_epoch_model", "mpc_source_model",
+]
+
+
+def protocol_variants(scenario_path: Path, overrides: list[str]) -> dict[str, list[str]]:
+    scenario = load_scenario(scenario_path, overrides)
+    unfiltered = [f"parties.{name}.filters=[]" for name, party in scenario.parties.items() if party.filters]
+    return {
+        "smule": [],
+        "smule_nofilter": unfiltered,
+        "local": ["protocol=local"],
+        "joint": ["protocol=joint"],
+        "fedavg": ["protocol=fedavg"],
+    }
+
+
+def comparison_row(name: str, summary: dict) -> dict:
+    honest = [p for p in summary["parties"].values() if p["role"] == "honest"]
+    asrs = [p["asr"] for p in honest if p["asr"] is not None]
+    comm = summary["communication"]
+    return {
+        "protocol": name,
+        "accuracy": sum(p["accuracy"] for p in honest) / len(honest),
+        "asr": sum(asrs) / len(asrs) if asrs else None,
+        "bytes_per_epoch": comm["bytes_per_epoch"],
+        "rounds_per_epoch": comm["rounds_per_epoch"],
+        "setup_bytes": comm["setup_bytes"],
+        **{column: comm.get(column) for column in MPC_COLUMNS},
+    }
+
+
+def compare(scenario_path: Path, out: Path, overrides: list[str] = (), parallel: int = 1, progress: bool = True) -> pd.DataFrame:
+    variants = protocol_variants(scenario_path, list(overrides))
+    grid = {"name": "compare", "set": list(overrides), "grid": {"protocol": variants}}
+    run_grid(grid, scenario_path.resolve(), out, parallel, progress)
+    rows = [comparison_row(name, json.loads((out / f"protocol={name}" / SUMMARY).read_text())) for name in variants]
+    table = pd.DataFrame(rows)
+    write_atomic(out / "comparison.csv", table.to_csv(index=False))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.compare", description=__doc__.split("\n")[0])
+    parser.add_argument("scenario", type=Path)
+    parser.add_argument("--out", type=Path, help="default results/compare/<scenario file stem>")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    parser.add_argument("--parallel", type=int, default=1)
+    args = parser.parse_args(argv)
+    out = args.out or Path("results") / "compare" / args.scenario.stem
+    try:
+        table = compare(args.scenario, out, args.overrides, args.parallel)
+    except ScenarioError as err:
+        print(f"{args.scenario}: {err}", file=sys.stderr)
+        return 2
+    with pd.option_context("display.max_columns", None, "display.width", 200):
+        print(table.drop(columns=[c for c in MPC_COLUMNS if c.startswith("mpc_source")]).to_string(index=False))
+    print(f"written: {out / 'comparison.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
