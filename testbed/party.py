@@ -57,7 +57,7 @@ class Party:
         start = time.perf_counter()
         scheme = self.querying[peer] = self._scheme(peer)
         wire = scheme.setup(self.x)
-        self.seconds["setup"] += time.perf_counter() - start
+        self._add_timings(scheme, time.perf_counter() - start, "setup")
         return Message(self.name, peer, "query", 0, wire)
 
     def accept(self, message: Message) -> None:
@@ -65,7 +65,7 @@ class Party:
         start = time.perf_counter()
         scheme = self.answering[message.sender] = self._scheme(message.sender)
         scheme.load(message.wire)
-        self.seconds["setup"] += time.perf_counter() - start
+        self._add_timings(scheme, time.perf_counter() - start, "setup")
 
     # -- every exchange epoch ------------------------------------------------------------
     def answer(self, peer: str, epoch: int) -> tuple[Message, np.ndarray]:

@@ -1,0 +1,247 @@
+"""Benchmark the CKKS secure-inference scheme: throughput, bytes, precision.
+
+    python bench/ckks.py --out results/bench/ckks.json [--quick]
+
+Cases: a digits MLP (``--quick`` runs only this one, about a minute) and two small CIFAR-10
+convnets, ``he_cnn`` (depth 5) and the same without its hidden layer (depth 3): one full batch
+each in real mode, and per-epoch bytes for 25,000 samples per party in accounted mode,
+cross-checked against the real batch. Throughput counts what the responder redoes every
+epoch: loading the stored input ciphertexts, evaluating, re-randomising and serializing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from testbed.datasets import DATASETS  # noqa: E402
+from testbed.models import MODELS, Poly2  # noqa: E402
+from testbed.schemes import SCHEMES  # noqa: E402
+from testbed.schemes.ckks_circuit import Linear, SumPool, circuit_depth, lower_model  # noqa: E402
+
+CLASSES = 10
+CIFAR_ZIP = ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip"
+CIFAR_MODEL = {"kind": "he_cnn", "channels": 8, "kernel": 4, "stride": 4, "padding": 0, "pool": 2, "hidden": 32, "activation": "poly2", "batch_norm": True}
+PARTY_SAMPLES = 25_000
+
+
+def log(message: str) -> None:
+    print(f"[bench/ckks {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, batch: int = 128) -> None:
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    generator = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(epochs):
+        for index in torch.randperm(len(x), generator=generator).split(batch):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(torch.from_numpy(x[index.numpy()])), torch.from_numpy(y[index.numpy()])).backward()
+            optimizer.step()
+    model.eval()
+
+
+def op_counts(circuit: list) -> dict[str, int]:
+    """Homomorphic operations per batch, following the evaluation rules of ``ckks.evaluate``."""
+    counts: Counter[str] = Counter()
+    pending, width, size3 = 0, None, False
+    for stage in circuit:
+        if isinstance(stage, Linear):
+            used = stage.weight.reshape(*stage.weight.shape[:2], -1).any(axis=2)
+            outputs = used.shape[0]
+            counts["plain_multiplications"] += int(used.sum())
+            counts["additions"] += int(used.sum()) - int(used.any(axis=1).sum())
+            counts["relinearizations"] += outputs if size3 else 0
+            counts["rescales"] += outputs * (pending + 1)
+            pending, width, size3 = 0, outputs, False
+        elif isinstance(stage, SumPool):
+            counts["additions"] += sum(len(window) - 1 for window in stage.windows)
+            width = len(stage.windows)
+        else:
+            counts["relinearizations"] += width if size3 else 0
+            counts["rescales"] += width * pending
+            counts["squarings"] += width
+            pending, size3 = 1, True
+    counts["relinearizations"] += width if size3 else 0
+    counts["rescales"] += width * pending
+    return dict(counts)
+
+
+def scheme(mode: str, depth: int, seed: int):
+    return SCHEMES.create(SCHEMES.parse_spec({"kind": "ckks", "mode": mode, "depth": depth}), CLASSES, seed)
+
+
+def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int) -> dict:
+    """One real exchange and one accounted exchange on the same samples and model."""
+    input_shape = samples.shape[1:]
+    model.eval()
+    with torch.no_grad():
+        reference = model(torch.from_numpy(samples)).numpy()
+    circuit = lower_model(model, input_shape)
+    querier, responder = scheme("real", depth, 1), scheme("real", depth, 2)
+    log(f"{name}: encrypting {len(samples)} samples x {int(np.prod(input_shape))} features")
+    start = time.perf_counter()
+    setup = querier.setup(samples)
+    setup_s = time.perf_counter() - start
+    responder.load(setup)
+    responder.timings()
+    log(f"{name}: setup {len(setup.data) / 1e6:.1f} MB in {setup_s:.1f} s; evaluating")
+    start = time.perf_counter()
+    answer = responder.answer(model)
+    answer_s = time.perf_counter() - start
+    answer_phases = responder.timings()
+    logits = querier.decode(answer)
+    decrypt_s = querier.timings().get("decrypt", 0.0)
+    log(f"{name}: answer {len(answer.data) / 1e6:.2f} MB in {answer_s:.1f} s ({len(samples) / answer_s:.0f} samples/s)")
+
+    accounted_querier, accounted_responder = scheme("accounted", depth, 1), scheme("accounted", depth, 2)
+    accounted_setup = accounted_querier.setup(samples)
+    accounted_responder.load(accounted_setup)
+    accounted_answer = accounted_responder.answer(model)
+    parameters = querier.parameters
+    error = np.abs(logits - reference)
+    return {
+        "samples": len(samples),
+        "input_shape": list(input_shape),
+        "ckks": {
+            "poly_modulus_degree": parameters.poly_modulus_degree,
+            "coeff_mod_bit_sizes": list(parameters.coeff_mod_bit_sizes),
+            "scale_bits": parameters.scale_bits,
+            "slots_per_batch": parameters.slots,
+            "model_depth": circuit_depth(circuit),
+            "key_depth": depth,
+        },
+        "circuit": [type(stage).__name__ for stage in circuit],
+        "ops_per_batch": op_counts(circuit),
+        "seconds": {"setup_encrypt": setup_s, "answer": answer_s, **{f"answer_{k}": v for k, v in answer_phases.items()}, "decrypt": decrypt_s},
+        "throughput_samples_per_s": len(samples) / answer_s,
+        "evaluate_only_samples_per_s": len(samples) / answer_phases["he_evaluate"],
+        "max_abs_error": float(error.max()),
+        "mean_abs_error": float(error.mean()),
+        "max_abs_logit": float(np.abs(reference).max()),
+        "argmax_agreement": float((logits.argmax(1) == reference.argmax(1)).mean()),
+        "bytes": {
+            "setup_real": len(setup.data),
+            "setup_accounted": accounted_setup.charged_bytes,
+            "answer_real": len(answer.data),
+            "answer_accounted": accounted_answer.charged_bytes,
+        },
+        "accounted_over_real_setup": accounted_setup.charged_bytes / len(setup.data),
+        "accounted_over_real_answer": accounted_answer.charged_bytes / len(answer.data),
+    }
+
+
+def digits_case() -> dict:
+    data = load_digits()
+    x = (data.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+    torch.manual_seed(0)
+    spec = {"kind": "mlp", "hidden": [32], "activation": "poly2"}
+    model = MODELS.create(MODELS.parse_spec(spec)).build((1, 8, 8), CLASSES)
+    train(model, x, data.target, epochs=20)
+    result = run_case("digits", model, x, depth=3)
+    return {"dataset": "sklearn digits (8x8, /16)", "model": spec, **result}
+
+
+def cifar_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+    """A shuffled party-sized training set and 4096 test images (random inputs if CIFAR-10 is absent)."""
+    try:
+        data = DATASETS.create(DATASETS.parse_spec({"kind": "cifar10", "path": str(CIFAR_ZIP)})).load(0)
+    except FileNotFoundError:
+        log(f"cifar10: {CIFAR_ZIP} not found; random inputs, models only set their batch-norm statistics")
+        rng = np.random.default_rng(0)
+        x = rng.random((PARTY_SAMPLES + 4096, 3, 32, 32), dtype=np.float32)
+        return x[:PARTY_SAMPLES], None, x[PARTY_SAMPLES:], None, "random [0,1] inputs"
+    party = np.random.default_rng(0).permutation(len(data.train.y))[:PARTY_SAMPLES]  # the zip is sorted by class
+    return data.train.x[party], data.train.y[party], data.test.x[:4096], data.test.y[:4096], data.label
+
+
+def shallow_convnet() -> nn.Sequential:
+    """``he_cnn`` without its hidden dense layer (depth 3 instead of 5), from the same layer types."""
+    return nn.Sequential(nn.Conv2d(3, 8, 4, 4), nn.BatchNorm2d(8), Poly2(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(128, CLASSES))
+
+
+def cifar_case(name: str, model: nn.Module, description: object, depth: int, data: tuple) -> dict:
+    train_x, train_y, test_x, test_y, source = data
+    if train_y is None:
+        model.train()
+        with torch.no_grad():
+            model(torch.from_numpy(train_x[:1024]))
+        accuracy = None
+    else:
+        log(f"{name}: training briefly on {len(train_x)} images")
+        train(model, train_x, train_y, epochs=5)
+        with torch.no_grad():
+            accuracy = float((model(torch.from_numpy(test_x)).argmax(1).numpy() == test_y).mean())
+    result = run_case(name, model, test_x, depth)
+
+    log(f"{name}: accounted bytes for {PARTY_SAMPLES} samples per party")
+    querier, responder = scheme("accounted", depth, 1), scheme("accounted", depth, 2)
+    setup = querier.setup(train_x)
+    responder.load(setup)
+    answer = responder.answer(model)
+    batches = -(-PARTY_SAMPLES // result["ckks"]["slots_per_batch"])
+    return {
+        "dataset": source,
+        "model": description,
+        "test_accuracy_after_brief_training": accuracy,
+        **result,
+        "per_epoch_at_25000_samples_per_party": {
+            "batches": batches,
+            "answer_ciphertexts_per_direction": batches * CLASSES,
+            "answer_bytes_per_direction": answer.charged_bytes,
+            "answer_bytes_both_directions": 2 * answer.charged_bytes,
+            "setup_bytes_per_direction_once": setup.charged_bytes,
+            "real_one_batch_times_batches_over_accounted": result["bytes"]["answer_real"] * batches / answer.charged_bytes,
+        },
+    }
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(partial, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--quick", action="store_true", help="digits case only (about a minute)")
+    args = parser.parse_args()
+    cases = {"digits_mlp": digits_case()}
+    if not args.quick:
+        data = cifar_data()
+        torch.manual_seed(0)
+        he_cnn = MODELS.create(MODELS.parse_spec(CIFAR_MODEL)).build((3, 32, 32), CLASSES)
+        cases["cifar10_he_cnn"] = cifar_case("cifar10_he_cnn", he_cnn, CIFAR_MODEL, 5, data)
+        torch.manual_seed(0)
+        description = "conv 3->8 k4 s4, batch-norm, poly2, avg-pool 2, linear 128->10 (he_cnn without its hidden layer)"
+        cases["cifar10_shallow"] = cifar_case("cifar10_shallow", shallow_convnet(), description, 3, data)
+    digits = cases["digits_mlp"]
+    bytes_ = digits["bytes"]
+    write_json(args.out, {
+        "throughput_samples_per_s": digits["throughput_samples_per_s"],
+        "max_abs_error": digits["max_abs_error"],
+        "argmax_agreement": digits["argmax_agreement"],
+        "accounted_over_real_bytes": (bytes_["setup_accounted"] + bytes_["answer_accounted"]) / (bytes_["setup_real"] + bytes_["answer_real"]),
+        "quick": args.quick,
+        "cases": cases,
+    })
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
