@@ -157,15 +157,16 @@ def digits_case() -> dict:
 
 def cifar_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     """A shuffled party-sized training set and 4096 test images (random inputs if CIFAR-10 is absent)."""
+    dataset = DATASETS.create(DATASETS.parse_spec({"kind": "cifar10", "path": str(CIFAR_ZIP)}))
     try:
-        data = DATASETS.create(DATASETS.parse_spec({"kind": "cifar10", "path": str(CIFAR_ZIP)})).load(0)
+        data = dataset.load(0)
     except FileNotFoundError:
         log(f"cifar10: {CIFAR_ZIP} not found; random inputs, models only set their batch-norm statistics")
         rng = np.random.default_rng(0)
         x = rng.random((PARTY_SAMPLES + 4096, 3, 32, 32), dtype=np.float32)
         return x[:PARTY_SAMPLES], None, x[PARTY_SAMPLES:], None, "random [0,1] inputs"
     party = np.random.default_rng(0).permutation(len(data.train.y))[:PARTY_SAMPLES]  # the zip is sorted by class
-    return data.train.x[party], data.train.y[party], data.test.x[:4096], data.test.y[:4096], data.label
+    return data.train.x[party], data.train.y[party], data.test.x[:4096], data.test.y[:4096], dataset.label()
 
 
 def shallow_convnet() -> nn.Sequential:

@@ -104,6 +104,10 @@ def check_scenario(scenario: Scenario) -> None:
     """Cross-field checks that need the registries: sizes, models, scheme and attack compatibility."""
     problems: list[tuple[str, str]] = []
     dataset = DATASETS.create(scenario.dataset)
+    try:
+        dataset.check()
+    except (FileNotFoundError, ValueError) as err:
+        problems.append(("dataset", str(err)))
     pool = dataset.train_pool_size()
     total = sum(p.samples for p in scenario.parties.values())
     if total > pool:

@@ -36,7 +36,6 @@ class LoadedData:
     train: ArrayDataset
     test: ArrayDataset
     classes: int
-    label: str  # how results must name the data, e.g. "CIFAR-10 (JPEG)"
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -55,6 +54,13 @@ class Dataset:
     def train_pool_size(self) -> int:
         """Samples available to split between parties, known without loading (for validation)."""
         raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise if the data cannot be loaded (e.g. a missing local copy); called at validation."""
+
+    def label(self) -> str:
+        """How results must name the data, e.g. "CIFAR-10 (JPEG)"."""
+        return self.kind
 
     def load(self, seed: int) -> LoadedData:
         raise NotImplementedError
@@ -92,7 +98,7 @@ class Digits(Dataset):
         y = bunch.target.astype(np.int64)
         # The test split is fixed (seed 0), not the run seed, so runs with different seeds share one test set.
         x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=self.params.test_samples, stratify=y, random_state=0)
-        return LoadedData(ArrayDataset(x_tr, y_tr), ArrayDataset(x_te, y_te), self.classes, "digits (sklearn)")
+        return LoadedData(ArrayDataset(x_tr, y_tr), ArrayDataset(x_te, y_te), self.classes)
 
 
 @DATASETS.register("synthetic")
@@ -129,7 +135,7 @@ class Synthetic(Dataset):
         y = y.astype(np.int64)
         train = ArrayDataset(x[: p.train_samples], y[: p.train_samples])
         test = ArrayDataset(x[p.train_samples :], y[p.train_samples :])
-        return LoadedData(train, test, p.classes, "synthetic")
+        return LoadedData(train, test, p.classes)
 
 
 CIFAR10_ENV = "SMULE_CIFAR10"
@@ -157,6 +163,12 @@ class Cifar10(Dataset):
     def train_pool_size(self) -> int:
         return 50000
 
+    def check(self) -> None:
+        self.source()
+
+    def label(self) -> str:
+        return "CIFAR-10" if self.source().is_dir() else "CIFAR-10 (JPEG)"
+
     def source(self) -> Path:
         """The configured copy; raises ``FileNotFoundError`` naming where it looked."""
         tried = [p for p in (self.params.path, os.environ.get(CIFAR10_ENV)) if p]
@@ -171,25 +183,24 @@ class Cifar10(Dataset):
 
     def load(self, seed: int) -> LoadedData:
         path = self.source()
-        arrays, label = self._cached_arrays(path)
+        arrays = self._cached_arrays(path)
         train = ArrayDataset(_to_float(arrays["x_train"]), arrays["y_train"].astype(np.int64))
         test = ArrayDataset(_to_float(arrays["x_test"]), arrays["y_test"].astype(np.int64))
-        return LoadedData(train, _take_test(test, self.params.test_samples, 0), self.classes, label)
+        return LoadedData(train, _take_test(test, self.params.test_samples, 0), self.classes)
 
-    def _cached_arrays(self, path: Path) -> tuple[dict[str, np.ndarray], str]:
-        label = "CIFAR-10" if path.is_dir() else "CIFAR-10 (JPEG)"
+    def _cached_arrays(self, path: Path) -> dict[str, np.ndarray]:
         stat = path.stat()
         key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
         cache = Path(os.environ.get(CACHE_ENV, ".cache")) / f"cifar10-{key}.npz"
         if cache.exists():
             with np.load(cache) as stored:
-                return dict(stored), label
+                return dict(stored)
         arrays = _read_batches(path) if path.is_dir() else _read_image_zip(path, self.CLASS_NAMES)
         cache.parent.mkdir(parents=True, exist_ok=True)
         partial = cache.with_suffix(f".{os.getpid()}.tmp.npz")
         np.savez(partial, **arrays)
         os.replace(partial, cache)
-        return arrays, label
+        return arrays
 
 
 def _to_float(images_uint8: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from testbed.cluster import RayParties
 from testbed.config import Scenario
+from testbed.datasets import DATASETS
 from testbed.messages import Channel
 from testbed.protocols import PROTOCOLS
 from testbed.results import SUMMARY, RunDirectory
@@ -78,7 +79,7 @@ def summarize(scenario: Scenario, channel: Channel, final: dict, phase_seconds: 
         "protocol": scenario.protocol.kind,
         "seed": scenario.seed,
         "epochs": scenario.epochs,
-        "dataset": scenario.dataset.kind,
+        "dataset": DATASETS.create(scenario.dataset).label(),
         "scheme": scenario.scheme.kind,
         "parties": {
             name: {

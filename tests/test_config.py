@@ -46,6 +46,12 @@ def test_more_samples_than_dataset(tiny_raw):
     assert "A=100, B=50" in message and "150" in message and "120" in message
 
 
+def test_missing_cifar_copy_fails_validation(tiny_raw, monkeypatch, tmp_path):
+    monkeypatch.delenv("SMULE_CIFAR10", raising=False)
+    tiny_raw["dataset"] = {"kind": "cifar10", "path": str(tmp_path / "nowhere.zip")}
+    assert str(tmp_path / "nowhere.zip") in problems_of(tiny_raw)["dataset"]
+
+
 def test_attack_on_honest_party_rejected(tiny_raw):
     tiny_raw["parties"]["B"]["attacks"] = [{"kind": "label_flip", "source": 0, "target": 1, "rate": 0.1}]
     assert "parties.B.attacks" in problems_of(tiny_raw)

@@ -47,7 +47,8 @@ def test_cifar10_reads_image_zip_and_batches_layouts(monkeypatch, tmp_path):
             Image.fromarray(pixels).save(buffer, format="PNG")  # lossless, so pixels can be compared
             z.writestr(f"{split}/{Cifar10.CLASS_NAMES[c]}/0001.png", buffer.getvalue())
     data = dataset({"kind": "cifar10", "path": str(archive)}).load(0)
-    assert data.label == "CIFAR-10 (JPEG)" and list(data.train.y) == [0, 9]
+    assert dataset({"kind": "cifar10", "path": str(archive)}).label() == "CIFAR-10 (JPEG)"
+    assert list(data.train.y) == [0, 9]
     np.testing.assert_allclose(data.train.x[1], images[("train", 9)].transpose(2, 0, 1) / 255.0, atol=1e-6)
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1  # decoded once, cached
 
@@ -58,7 +59,8 @@ def test_cifar10_reads_image_zip_and_batches_layouts(monkeypatch, tmp_path):
         (batches / f"data_batch_{i}").write_bytes(pickle.dumps({b"data": flat(0), b"labels": [0]}))
     (batches / "test_batch").write_bytes(pickle.dumps({b"data": flat(9), b"labels": [9]}))
     data = dataset({"kind": "cifar10", "path": str(batches)}).load(0)
-    assert data.label == "CIFAR-10" and len(data.train) == 5 and list(data.test.y) == [9]
+    assert dataset({"kind": "cifar10", "path": str(batches)}).label() == "CIFAR-10"
+    assert len(data.train) == 5 and list(data.test.y) == [9]
     np.testing.assert_allclose(data.test.x[0], images[("train", 9)].transpose(2, 0, 1) / 255.0, atol=1e-6)
 
 
