@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from torch import nn
 
 from testbed.registry import Params, Registry
@@ -49,6 +50,16 @@ class LogitMap:
     def apply(self, logits: np.ndarray) -> np.ndarray:
         mapped = logits @ self.matrix + self.offset
         return np.where(self.selected[:, None], mapped, logits).astype(logits.dtype)
+
+
+def plaintext_logits(model: nn.Module, samples: torch.Tensor, logit_map: LogitMap | None = None) -> np.ndarray:
+    """The responder's logits computed in the clear (eval mode), with any manipulation applied."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(samples).numpy().astype(np.float32)
+    model.train(was_training)
+    return logit_map.apply(logits) if logit_map is not None else logits
 
 
 class SecureInferenceScheme(ABC):

@@ -39,7 +39,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from testbed.registry import Params
-from testbed.schemes.base import SCHEMES, LogitMap, SecureInferenceScheme, Wire
+from testbed.schemes.base import SCHEMES, LogitMap, SecureInferenceScheme, Wire, plaintext_logits
 from testbed.schemes.ckks_circuit import Linear, Stage, SumPool, circuit_depth, fuse_logit_map, lower_model
 from testbed.schemes.ckks_wire import pack, packed_size, seal_bytes, seal_load, unpack
 from testbed.schemes.plaintext import array_from_bytes, array_to_bytes
@@ -502,13 +502,7 @@ class CkksScheme(SecureInferenceScheme):
         protect(self._public, ct, self.params.rerandomize, flood)
 
     def _plaintext_logits(self, model: nn.Module, logit_map: LogitMap | None) -> np.ndarray:
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            logits = model(self._samples).numpy().astype(np.float32)
-        model.train(was_training)
-        if logit_map is not None:
-            logits = logit_map.apply(logits)
+        logits = plaintext_logits(model, self._samples, logit_map)
         if self.params.flood_std:
             logits = logits + self._rng.normal(0.0, self.params.flood_std, logits.shape).astype(np.float32)
         return logits

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from testbed.registry import Params
-from testbed.schemes.base import SCHEMES, LogitMap, SecureInferenceScheme, Wire
+from testbed.schemes.base import SCHEMES, LogitMap, SecureInferenceScheme, Wire, plaintext_logits
 
 
 def array_to_bytes(array: np.ndarray) -> bytes:
@@ -39,14 +39,7 @@ class PlaintextScheme(SecureInferenceScheme):
         self.sample_count = len(self._samples)
 
     def answer(self, model: nn.Module, logit_map: LogitMap | None = None) -> Wire:
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            logits = model(self._samples).numpy().astype(np.float32)
-        model.train(was_training)
-        if logit_map is not None:
-            logits = logit_map.apply(logits)
-        return Wire(array_to_bytes(logits))
+        return Wire(array_to_bytes(plaintext_logits(model, self._samples, logit_map)))
 
     def decode(self, wire: Wire) -> np.ndarray:
         return array_from_bytes(wire.data)
