@@ -32,7 +32,7 @@ def robustness_figure(means: pd.DataFrame, attack: str = "attack", series: str =
     fig, axes = plt.subplots(2, len(groups), figsize=(5 * len(groups), 6), squeeze=False)
     for col, (key, frame) in enumerate(groups):
         order = {"index": frame[attack].unique(), "columns": frame[series].unique()}  # keep the sweep's order
-        frame.pivot(index=attack, columns=series, values="accuracy").reindex(**order).plot.bar(ax=axes[0, col], legend=col == 0, rot=0)
+        frame.pivot(index=attack, columns=series, values="accuracy").reindex(**order).plot.bar(ax=axes[0, col], legend=False, rot=0)
         frame.pivot(index=attack, columns=series, values="asr").reindex(**order).plot.bar(ax=axes[1, col], legend=False, rot=0)
         title = ", ".join(f"{p}={k}" for p, k in zip(panels, key if isinstance(key, tuple) else (key,)))
         axes[0, col].set_title(title or "honest parties")
@@ -40,7 +40,9 @@ def robustness_figure(means: pd.DataFrame, attack: str = "attack", series: str =
         axes[0, col].set_ylabel("clean test accuracy")
         axes[1, col].set_ylabel("attack success rate")
         axes[1, col].set_ylim(0, max(0.05, float(frame["asr"].max()) * 1.1))
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, title=series, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     return fig
 
 
