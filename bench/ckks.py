@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -28,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from testbed.datasets import DATASETS  # noqa: E402
-from testbed.models import MODELS, Poly2  # noqa: E402
+from testbed.models import MODELS  # noqa: E402
+from testbed.results import write_atomic  # noqa: E402
 from testbed.schemes import SCHEMES  # noqa: E402
 from testbed.schemes.ckks_circuit import Linear, SumPool, circuit_depth, lower_model  # noqa: E402
 
@@ -169,11 +169,6 @@ def cifar_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     return data.train.x[party], data.train.y[party], data.test.x[:4096], data.test.y[:4096], dataset.label()
 
 
-def shallow_convnet() -> nn.Sequential:
-    """``he_cnn`` without its hidden dense layer (depth 3 instead of 5), from the same layer types."""
-    return nn.Sequential(nn.Conv2d(3, 8, 4, 4), nn.BatchNorm2d(8), Poly2(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(128, CLASSES))
-
-
 def cifar_case(name: str, model: nn.Module, description: object, depth: int, data: tuple) -> dict:
     train_x, train_y, test_x, test_y, source = data
     if train_y is None:
@@ -210,13 +205,6 @@ def cifar_case(name: str, model: nn.Module, description: object, depth: int, dat
     }
 
 
-def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(partial, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
@@ -229,18 +217,20 @@ def main() -> None:
         he_cnn = MODELS.create(MODELS.parse_spec(CIFAR_MODEL)).build((3, 32, 32), CLASSES)
         cases["cifar10_he_cnn"] = cifar_case("cifar10_he_cnn", he_cnn, CIFAR_MODEL, 5, data)
         torch.manual_seed(0)
-        description = "conv 3->8 k4 s4, batch-norm, poly2, avg-pool 2, linear 128->10 (he_cnn without its hidden layer)"
-        cases["cifar10_shallow"] = cifar_case("cifar10_shallow", shallow_convnet(), description, 3, data)
+        shallow = {**CIFAR_MODEL, "hidden": 0}  # depth 3 instead of 5
+        model = MODELS.create(MODELS.parse_spec(shallow)).build((3, 32, 32), CLASSES)
+        cases["cifar10_shallow"] = cifar_case("cifar10_shallow", model, shallow, 3, data)
     digits = cases["digits_mlp"]
     bytes_ = digits["bytes"]
-    write_json(args.out, {
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.out, json.dumps({
         "throughput_samples_per_s": digits["throughput_samples_per_s"],
         "max_abs_error": digits["max_abs_error"],
         "argmax_agreement": digits["argmax_agreement"],
         "accounted_over_real_bytes": (bytes_["setup_accounted"] + bytes_["answer_accounted"]) / (bytes_["setup_real"] + bytes_["answer_real"]),
         "quick": args.quick,
         "cases": cases,
-    })
+    }, indent=2) + "\n")
     log(f"wrote {args.out}")
 
 
