@@ -6,7 +6,7 @@ estimates, it adds up what was sent.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 from testbed.schemes.base import Wire
@@ -62,7 +62,3 @@ class Channel:
         """(bytes, messages) over all directions in ``epoch``."""
         records = [r for r in self.records if r.epoch == epoch]
         return sum(r.bytes for r in records), len(records)
-
-    @staticmethod
-    def as_dict(record: MessageRecord) -> dict:
-        return asdict(record)
