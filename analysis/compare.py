@@ -12,15 +12,13 @@ its source named.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.sweep import run_grid
+from analysis.sweep import run_grid, write_table
 from testbed.config import ScenarioError, load_scenario
-from testbed.results import SUMMARY, write_atomic
 
 MPC_COLUMNS = [
     "mpc_bytes_per_epoch_measured", "mpc_rounds_per_epoch_measured", "mpc_source_measured", "mpc_measured_unavailable",
@@ -58,11 +56,8 @@ def comparison_row(name: str, summary: dict) -> dict:
 def compare(scenario_path: Path, out: Path, overrides: list[str] = (), parallel: int = 1, progress: bool = True) -> pd.DataFrame:
     variants = protocol_variants(scenario_path, list(overrides))
     grid = {"name": "compare", "set": list(overrides), "grid": {"protocol": variants}}
-    run_grid(grid, scenario_path.resolve(), out, parallel, progress)
-    rows = [comparison_row(name, json.loads((out / f"protocol={name}" / SUMMARY).read_text())) for name in variants]
-    table = pd.DataFrame(rows)
-    write_atomic(out / "comparison.csv", table.to_csv(index=False))
-    return table
+    results = run_grid(grid, scenario_path.resolve(), out, parallel, progress)
+    return write_table(out / "comparison.csv", [comparison_row(labels["protocol"], summary) for labels, summary in results.values()])
 
 
 def main(argv: list[str] | None = None) -> int:

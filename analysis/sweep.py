@@ -79,11 +79,21 @@ def summary_rows(labels: dict[str, str], summary: dict) -> list[dict]:
 def run_sweep(sweep_path: Path, out: Path | None = None, parallel: int = 1, progress: bool = True) -> pd.DataFrame:
     """Run the sweep file's combinations (skipping finished ones); returns and writes the table."""
     sweep = yaml.safe_load(sweep_path.read_text())
-    return run_grid(sweep, (sweep_path.parent / sweep["base"]).resolve(), out, parallel, progress)
-
-
-def run_grid(sweep: dict[str, Any], base: Path, out: Path | None = None, parallel: int = 1, progress: bool = True) -> pd.DataFrame:
     out = out or Path("results") / "sweeps" / sweep["name"]
+    results = run_grid(sweep, (sweep_path.parent / sweep["base"]).resolve(), out, parallel, progress)
+    return write_table(out / "table.csv", [row for labels, summary in results.values() for row in summary_rows(labels, summary)])
+
+
+def write_table(path: Path, rows: list[dict]) -> pd.DataFrame:
+    """Write ``rows`` as CSV atomically; returns them as a frame."""
+    table = pd.DataFrame(rows)
+    write_atomic(path, table.to_csv(index=False))
+    return table
+
+
+def run_grid(sweep: dict[str, Any], base: Path, out: Path, parallel: int = 1, progress: bool = True) -> dict[str, tuple[dict[str, str], dict]]:
+    """Run every combination of ``sweep``'s grid under ``out`` (finished ones are kept);
+    returns ``{run name: ({axis: variant}, summary)}``."""
     runs = variants(sweep)
     # Validate every combination before running any.
     scenarios = {name: load_scenario(base, overrides) for name, (_, overrides) in runs.items()}
@@ -103,12 +113,7 @@ def run_grid(sweep: dict[str, Any], base: Path, out: Path | None = None, paralle
         ray.get(done[0])  # raises with the failing party named
         bar.update(1)
     bar.close()
-    rows = []
-    for name, (labels, _) in runs.items():
-        rows += summary_rows(labels, json.loads((out / name / SUMMARY).read_text()))
-    table = pd.DataFrame(rows)
-    write_atomic(out / "table.csv", table.to_csv(index=False))
-    return table
+    return {name: (labels, json.loads((out / name / SUMMARY).read_text())) for name, (labels, _) in runs.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,7 @@ class Party:
         self.name = name
         self.config = scenario.parties[name]
         loaded = load_data(scenario)
-        data = party_data(scenario, loaded)[name]
+        data = party_data(scenario, loaded, only=name)[name]
         self.x, self.y = data.train.x, data.train.y
         self.test = loaded.test
         self.probe = success_probe(scenario, loaded)

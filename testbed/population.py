@@ -33,12 +33,16 @@ def load_data(scenario: Scenario) -> LoadedData:
     return DATASETS.create(scenario.dataset).load(scenario.seed)
 
 
-def party_data(scenario: Scenario, loaded: LoadedData) -> dict[str, PartyData]:
+def party_data(scenario: Scenario, loaded: LoadedData, only: str | None = None) -> dict[str, PartyData]:
+    """Every party's (poisoned) share, or just ``only``'s: the split is drawn for all parties
+    either way, so a party actor rebuilds its own share without poisoning the others'."""
     names = list(scenario.parties)
     sizes = [scenario.parties[n].samples for n in names]
     shares = SPLITS.create(scenario.split).assign(loaded.train.y, sizes, loaded.classes, seeded_rng(scenario.seed, "split"))
     out = {}
     for name, index in zip(names, shares):
+        if only is not None and name != only:
+            continue
         x, y = loaded.train.x[index], loaded.train.y[index]
         poisoned = np.zeros(len(y), dtype=bool)
         for i, spec in enumerate(scenario.parties[name].attacks):
