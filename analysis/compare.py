@@ -38,14 +38,24 @@ def protocol_variants(scenario_path: Path, overrides: list[str]) -> dict[str, li
     }
 
 
-def comparison_row(name: str, summary: dict) -> dict:
-    honest = [p for p in summary["parties"].values() if p["role"] == "honest"]
-    asrs = [p["asr"] for p in honest if p["asr"] is not None]
+def comparison_row(name: str, summary: dict, reference: dict | None) -> dict:
+    """Honest parties' means; with the rate-0 ``reference``, the attack's deltas against it."""
+    honest = [n for n, p in summary["parties"].items() if p["role"] == "honest"]
+
+    def mean_of(result: dict, key: str) -> float | None:
+        values = [result["parties"][n][key] for n in honest if result["parties"][n][key] is not None]
+        return sum(values) / len(values) if values else None
+
     comm = summary["communication"]
+    accuracy, asr = mean_of(summary, "accuracy"), mean_of(summary, "asr")
+    base = reference or summary
+    asr_rate0 = mean_of(base, "asr")
     return {
         "protocol": name,
-        "accuracy": sum(p["accuracy"] for p in honest) / len(honest),
-        "asr": sum(asrs) / len(asrs) if asrs else None,
+        "accuracy": accuracy,
+        "asr": asr,
+        "accuracy_delta": accuracy - mean_of(base, "accuracy"),
+        "asr_delta": None if asr is None or asr_rate0 is None else asr - asr_rate0,
         "bytes_per_epoch": comm["bytes_per_epoch"],
         "rounds_per_epoch": comm["rounds_per_epoch"],
         "setup_bytes": comm["setup_bytes"],
@@ -57,7 +67,7 @@ def compare(scenario_path: Path, out: Path, overrides: list[str] = (), parallel:
     variants = protocol_variants(scenario_path, list(overrides))
     grid = {"name": "compare", "set": list(overrides), "grid": {"protocol": variants}}
     results = run_grid(grid, scenario_path.resolve(), out, parallel, progress)
-    return write_table(out / "comparison.csv", [comparison_row(labels["protocol"], summary) for labels, summary in results.values()])
+    return write_table(out / "comparison.csv", [comparison_row(labels["protocol"], summary, reference) for labels, summary, reference in results.values()])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,66 +1,672 @@
-"""Robustness plots from a sweep table: the honest parties' accuracy and ASR per attack and filter.
+"""Figures from a sweep (its ``table.csv`` and run directories) or any set of run directories.
 
-``python -m analysis.plots results/sweeps/<name>/table.csv [--out DIR]`` writes
-``robustness.png`` (and the aggregated ``robustness.csv``) next to the table by default.
+``python -m analysis.plots TABLE.csv | SWEEP_DIR | RUN_DIR ... [--out DIR] [--facet AXIS]
+[--series AXIS] [--select AXIS=VALUE] [--only NAME]`` writes, each as PNG and SVG with the CSV
+of the numbers drawn (default ``--out``: ``figures/`` beside the table, or in the first
+directory):
+
+- ``harm``: the honest parties' clean accuracy, accuracy delta and ASR delta (against the same
+  run at poison rate 0, same seed), per attack and defence, or against the poison rate when the
+  table has a rate axis (one line per defence / protocol);
+- ``filters``: the defence's precision, recall (of the dropped predictions, against the
+  clean-twin ground truth) and kept share;
+- ``epochs``: honest accuracy per epoch (from ``metrics.jsonl``);
+- ``communication``: bytes per exchange epoch, per whole run (setup included) and per training
+  sample and epoch, per protocol, on log scales, beside published MPC-training volumes.
+
+A table (or the runs' directory names) has *axes*: every column that is not a measurement.
+Each axis that varies is drawn: ``rate`` / ``poison_rate`` (else ``attack``) on the x axis;
+``defence`` / ``filter`` / ``protocol`` / ``variant`` / ``method`` as series; ``mutual``,
+``lambda``, ``split``, ``scheme``, ``dataset``, ``model``, ``epochs`` (and ``attack`` when the
+rate is on the x axis) as panels; ``seed`` is aggregated (mean +- std, n stated). A column that
+only follows the drawn axes (``protocol`` follows ``defence=local``), or labels single runs (a
+run key), is not an axis of its own.
+Any other varying axis is refused, naming it, unless ``--facet``/``--series`` says how to draw
+it or ``--select`` keeps one value: nothing is averaged unseen. Exit status 2 on a refusal, bad
+input, or when nothing could be drawn (each figure left out is named on stderr with why).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import math
+import os
 import sys
+import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from analysis.load import AggregationError, aggregate, is_measurement, load_runs, load_summaries  # noqa: E402
+from analysis.mpc.published import load_volumes  # noqa: E402
 from testbed.results import write_atomic  # noqa: E402
 
+X_AXES = ("rate", "poison_rate", "attack")
+SERIES_AXES = ("defence", "defense", "filter", "protocol", "variant", "method")
+FACET_AXES = ("mutual", "lambda", "split", "scheme", "dataset", "model", "epochs")
+SEED = "seed"
+#: Table columns that describe a row without being a setting of the run.
+BOOKKEEPING = {"party", "role", "status", "error", "run", "reference"}
+FIGURES = ("harm", "filters", "epochs", "communication")
+#: Smallest half-range of a delta axis, in points: seed noise of a few tenths of a point must
+#: not fill the panel (one test sample of 360 is 0.28 points).
+MIN_DELTA_SPAN = 2.0
+#: More bars than this in one panel and the values are left to the CSV.
+ANNOTATE_BARS = 24
 
-def honest_means(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean accuracy and ASR of the honest parties per sweep variant (every non-metric column)."""
-    honest = table[table["role"] == "honest"]
-    keys = [c for c in ("attack", "filter", "mutual", "protocol") if c in honest.columns]
-    return honest.groupby(keys, sort=False)[["accuracy", "asr"]].mean().reset_index()
+# SVG text stays text; a fixed hash salt (with no Date below) makes the same data give the same SVG.
+plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "smule-testbed", "axes.grid": True, "grid.alpha": 0.3, "axes.axisbelow": True})
 
 
-def robustness_figure(means: pd.DataFrame, attack: str = "attack", series: str = "filter") -> plt.Figure:
-    panels = [c for c in means.columns if c not in (attack, series, "accuracy", "asr")]
-    groups = list(means.groupby(panels, sort=False)) if panels else [((), means)]
-    fig, axes = plt.subplots(2, len(groups), figsize=(5 * len(groups), 6), squeeze=False)
-    for col, (key, frame) in enumerate(groups):
-        order = {"index": frame[attack].unique(), "columns": frame[series].unique()}  # keep the sweep's order
-        frame.pivot(index=attack, columns=series, values="accuracy").reindex(**order).plot.bar(ax=axes[0, col], legend=False, rot=0)
-        frame.pivot(index=attack, columns=series, values="asr").reindex(**order).plot.bar(ax=axes[1, col], legend=False, rot=0)
-        title = ", ".join(f"{p}={k}" for p, k in zip(panels, key if isinstance(key, tuple) else (key,)))
-        axes[0, col].set_title(title or "honest parties")
-        axes[0, col].set_ylim(max(0.0, float(frame["accuracy"].min()) - 0.05), 1.0)
-        axes[0, col].set_ylabel("clean test accuracy")
-        axes[1, col].set_ylabel("attack success rate")
-        axes[1, col].set_ylim(0, max(0.05, float(frame["asr"].max()) * 1.1))
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, title=series, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.0))
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    return fig
+class PlotError(ValueError):
+    """The input cannot be drawn as asked; the message says why and what to pass."""
+
+
+@dataclass
+class Layout:
+    x: list[str] = field(default_factory=list)
+    series: list[str] = field(default_factory=list)
+    facets: list[str] = field(default_factory=list)
+    fixed: dict[str, str] = field(default_factory=dict)
+    derived: list[str] = field(default_factory=list)
+
+    @property
+    def axes(self) -> list[str]:
+        return [*self.x, *self.series, *self.facets]
+
+    def footnote(self) -> str:
+        parts = []
+        if self.fixed:
+            parts.append("fixed: " + ", ".join(f"{k}={v}" for k, v in self.fixed.items()))
+        if self.derived:
+            parts.append("follow the axes drawn (or label single runs): " + ", ".join(self.derived))
+        return "; ".join(parts)
+
+
+@dataclass
+class Written:
+    name: str
+    title: str
+    files: list[Path]
+    table: pd.DataFrame
+
+
+def _role(column: str, facet: tuple[str, ...], series: tuple[str, ...]) -> tuple[int, int]:
+    """Sort key and role of a candidate axis: ``(role, priority)``; role 3 means unknown."""
+    name = column.removesuffix(".kind")
+    if column in series:
+        return 1, 0
+    if column in facet:
+        return 2, 0
+    for role, known in enumerate((X_AXES, SERIES_AXES, FACET_AXES)):
+        if name in known:
+            return role, known.index(name)
+    return 3, 0
+
+
+def _determined(frame: pd.DataFrame, column: str, by: list[str]) -> bool:
+    keys = [c for c in by if c in frame.columns]
+    if not keys:
+        return frame[column].astype(str).nunique() <= 1
+    return bool((frame.assign(_v=frame[column].astype(str)).groupby(keys, dropna=False)["_v"].nunique() <= 1).all())
+
+
+def _identifies_runs(frame: pd.DataFrame, column: str, axes: list[str]) -> bool:
+    """A per-run label (a run key, a directory): one value per run, several runs per drawn cell;
+    such a column differs between seeds without being a setting that seeds average over."""
+    if SEED not in frame.columns:
+        return False
+    runs = frame[[*axes, SEED]].astype(str).drop_duplicates()
+    cells = frame[axes].astype(str).drop_duplicates() if axes else runs.iloc[:1]
+    return len(runs) > len(cells) and _determined(frame, column, [*axes, SEED]) and frame[column].astype(str).nunique() == len(runs)
+
+
+def plan(frame: pd.DataFrame, candidates: list[str], facet: tuple[str, ...] = (), series: tuple[str, ...] = ()) -> Layout:
+    """Give every varying candidate axis a role (x, series, panel), or refuse.
+
+    Raises:
+        PlotError: naming each varying axis that has no known role and does not follow the
+            axes drawn, with the options that would draw it.
+    """
+    for name in (*facet, *series):
+        if name not in candidates:
+            raise PlotError(f"--facet/--series {name}: no such axis (axes: {', '.join(candidates) or 'none'})")
+    layout = Layout()
+    varying = []
+    for column in candidates:
+        if column == SEED:
+            continue
+        values = frame[column].astype(str).unique()
+        if len(values) > 1:
+            varying.append(column)
+        else:
+            layout.fixed[column] = values[0]
+    refused = []
+    for column in sorted(varying, key=lambda c: _role(c, facet, series)):
+        role, _ = _role(column, facet, series)
+        if _determined(frame, column, layout.axes) or _identifies_runs(frame, column, layout.axes):
+            layout.derived.append(column)
+        elif role == 3:
+            refused.append(column)
+        elif role == 0 and layout.x:
+            layout.facets.append(column)  # one x axis: the rate wins, the attack becomes panels
+        else:
+            (layout.x, layout.series, layout.facets)[role].append(column)
+    layout.facets.sort(key=candidates.index)  # panels in the table's column order, as the sweep wrote them
+    if refused:
+        described = "; ".join(f"{c!r} ({', '.join(map(str, frame[c].astype(str).unique()[:6]))})" for c in refused)
+        first = refused[0]
+        raise PlotError(
+            f"axis {described} varies and analysis.plots does not know how to draw it (x: {', '.join(X_AXES)}; "
+            f"series: {', '.join(SERIES_AXES)}; panels: {', '.join(FACET_AXES)}): pass --facet {first} (a panel per value), "
+            f"--series {first} (a bar or line per value) or --select {first}=VALUE; it is not averaged"
+        )
+    return layout
+
+
+def select(frame: pd.DataFrame, choices: list[str]) -> pd.DataFrame:
+    """Keep the rows with ``AXIS=VALUE`` for each choice."""
+    for choice in choices:
+        axis, sep, value = choice.partition("=")
+        if not sep or axis not in frame.columns:
+            raise PlotError(f"--select {choice}: expected AXIS=VALUE with AXIS one of the columns")
+        kept = frame[frame[axis].astype(str) == value]
+        if kept.empty:
+            raise PlotError(f"--select {choice}: no rows; {axis} takes {', '.join(frame[axis].astype(str).unique())}")
+        frame = kept
+    return frame
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A sweep table: axes as strings (they are variant names), measurements as numbers; rows of
+    runs that did not complete (a ``status`` column other than ``complete``) are dropped."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    missing = [c for c in ("role", "accuracy") if c not in table.columns]
+    if missing:
+        raise PlotError(f"{path}: not a sweep table (no {', '.join(missing)} column)")
+    for column in table.columns:
+        if is_measurement(column):
+            table[column] = pd.to_numeric(table[column], errors="coerce")
+    if "status" in table.columns:
+        failed = table["status"] != "complete"
+        if failed.any():
+            print(f"{path}: {failed.sum()} rows of runs that did not complete are left out", file=sys.stderr)
+        table = table[~failed]
+    return table
+
+
+def table_axes(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if c not in BOOKKEEPING and not is_measurement(c)]
+
+
+def honest_per_run(frame: pd.DataFrame, layout: Layout, metrics: list[str], extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The honest parties' mean per run (and per ``extra`` key, e.g. the epoch)."""
+    honest = frame[frame["role"] == "honest"]
+    keys = [*layout.axes, SEED, *extra]
+    return honest.groupby(keys, sort=False, dropna=False)[metrics].mean().reset_index()
+
+
+def _label(row: pd.Series | dict, columns: list[str], named: bool = False) -> str:
+    return ", ".join(f"{c}={row[c]}" if named else str(row[c]) for c in columns) if columns else "all runs"
+
+
+def _panels(frame: pd.DataFrame, facets: list[str]) -> list[tuple[str, pd.DataFrame]]:
+    if not facets:
+        return [("", frame)]
+    keys = frame[facets].drop_duplicates().to_dict("records")
+    return [(_label(key, facets, named=True), frame[(frame[facets] == pd.Series(key)).all(axis=1)]) for key in keys]
+
+
+def _colours(labels: list[str]) -> dict[str, tuple]:
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
+
+
+def _seeds_note(stats: pd.DataFrame, metric: str) -> str:
+    counts = stats[f"{metric}_n"]
+    counts = counts[counts > 0]
+    if counts.empty:
+        return "no runs"
+    low, high = int(counts.min()), int(counts.max())
+    return f"n = {low} seed{'s' if high > 1 else ''}" if low == high else f"n = {low} to {high} seeds"
+
+
+def _empty_note(ax: plt.Axes, values: pd.Series, what: str) -> str:
+    """Say so in the panel when nothing or only zeros would be drawn; returns "empty", "zero" or ""."""
+    finite = values.dropna()
+    if finite.empty:
+        ax.text(0.5, 0.5, textwrap.fill(f"no values: {what}", 26), transform=ax.transAxes, ha="center", va="center", fontsize=9,
+                bbox={"facecolor": "white", "edgecolor": "0.6"})
+        return "empty"
+    if (finite == 0).all():
+        ax.text(0.5, 0.5, f"every value is 0\n({len(finite)} of {len(values)} drawn)", transform=ax.transAxes, ha="center",
+                va="center", fontsize=9, bbox={"facecolor": "lightyellow", "edgecolor": "0.6"})
+        return "zero"
+    return ""
+
+
+@dataclass
+class Metric:
+    column: str
+    ylabel: str
+    scale: float = 1.0
+    kind: str = "share"  # share: fixed [0, 1] range; delta: symmetric around 0, at least MIN_DELTA_SPAN
+    empty: str = "not measured in these runs"
+
+
+HARM = [
+    Metric("accuracy", "honest clean accuracy (%)", 100, "share"),
+    Metric("accuracy_delta", "accuracy delta vs rate 0\n(points)", 100, "delta"),
+    Metric("asr_delta", "ASR delta vs rate 0\n(points)", 100, "delta", "ASR is undefined without a targeted attack"),
+]
+FILTERS = [
+    Metric("filter_precision", "precision: harmful share\nof the dropped", 1, "share", "no filtering party"),
+    Metric("filter_recall", "recall: dropped share\nof the harmful", 1, "share", "no filtering party"),
+    Metric("filter_kept", "kept share of\npeer predictions", 1, "share", "no filtering party"),
+]
+
+
+def _limits(ax: plt.Axes, metric: Metric, low: float, high: float) -> None:
+    if metric.kind == "share":
+        ax.set_ylim(0, 1.2 * metric.scale)  # headroom for the values written above the bars
+        ax.set_yticks(np.linspace(0, metric.scale, 6))
+    else:
+        pad = 0.12 * max(abs(low), abs(high), MIN_DELTA_SPAN)
+        ax.set_ylim(min(-MIN_DELTA_SPAN, low - pad), max(MIN_DELTA_SPAN, high + pad))
+        ax.axhline(0, color="0.3", linewidth=0.8)
+
+
+def _bars(ax: plt.Axes, stats: pd.DataFrame, categories: list[str], colours: dict, metric: Metric, annotate: bool) -> tuple[float, float]:
+    series = list(colours)
+    width = 0.8 / len(series)
+    positions = np.arange(len(categories))
+    total = len(series) * len(categories)
+    low, high = 0.0, 0.0
+    for j, name in enumerate(series):
+        sub = stats[stats["_series"] == name].set_index("_x").reindex(categories)
+        mean = sub[f"{metric.column}_mean"] * metric.scale
+        std = sub[f"{metric.column}_std"].fillna(0) * metric.scale
+        where = positions - 0.4 + width * (j + 0.5)
+        ax.bar(where, mean.fillna(0), width, yerr=std.where(mean.notna(), 0), capsize=2 if total <= 40 else 0,
+                      color=colours[name], label=name, error_kw={"elinewidth": 0.8, "ecolor": "0.2"})
+        if annotate and total <= ANNOTATE_BARS:
+            for x, m, s in zip(where, mean, std):
+                # Beyond the error bar, not on it: bar_label only knows the bar's height.
+                y = 0 if pd.isna(m) else m + s if m >= 0 else m - s
+                text = "n/a" if pd.isna(m) else f"{m:+.1f}" if metric.kind == "delta" else f"{m:.1f}" if metric.scale == 100 else f"{m:.2f}"
+                ax.annotate(text, (x, y), xytext=(0, 2 if y >= 0 else -2), textcoords="offset points", ha="center",
+                            va="bottom" if y >= 0 else "top", fontsize=7, rotation=90 if total > 8 else 0)
+        if mean.notna().any():
+            low, high = min(low, float((mean - std).min())), max(high, float((mean + std).max()))
+    long = max(map(len, categories)) > 6
+    ax.set_xticks(positions, categories, rotation=30 if long else 0, ha="right" if long else "center", fontsize=8)
+    return low, high
+
+
+def _lines(ax: plt.Axes, stats: pd.DataFrame, x: str, colours: dict, metric: Metric) -> tuple[float, float]:
+    low, high = 0.0, 0.0
+    for name, colour in colours.items():
+        sub = stats[stats["_series"] == name].sort_values(x)
+        mean = sub[f"{metric.column}_mean"] * metric.scale
+        std = sub[f"{metric.column}_std"].fillna(0) * metric.scale
+        ax.plot(sub[x], mean, marker="o", markersize=3, linewidth=1.2, color=colour, label=name)
+        ax.fill_between(sub[x], mean - std, mean + std, color=colour, alpha=0.18, linewidth=0)
+        if mean.notna().any():
+            low, high = min(low, float((mean - std).min())), max(high, float((mean + std).max()))
+    return low, high
+
+
+def _rate_values(values: pd.Series) -> tuple[pd.Series, str]:
+    """Poison-rate variant names as numbers in percent: shares (all <= 1) are scaled by 100."""
+    numbers = pd.to_numeric(values.astype(str).str.rstrip("%"), errors="coerce")
+    if numbers.isna().any():
+        raise PlotError(f"rate axis values must be numbers: {', '.join(values[numbers.isna()].astype(str).unique())}")
+    return (numbers * 100 if numbers.max() <= 1 else numbers), "poison rate (% of the party's data)"
+
+
+def _finish(fig: plt.Figure, title: str, footnote: str = "", legend_from: plt.Axes | None = None, legend_title: str = "") -> None:
+    """Title and legend above the panels, footnote below, with room reserved for each in inches."""
+    width, height = fig.get_size_inches()
+    handles, labels = legend_from.get_legend_handles_labels() if legend_from is not None else ([], [])
+    title_in = 0.12 + 0.21 * (title.count("\n") + 1)
+    columns = max(1, min(len(labels), int(width // 1.8)))
+    legend_in = 0.3 + 0.2 * math.ceil(len(labels) / columns) if labels else 0.0
+    lines = [line for part in footnote.split("\n") for line in textwrap.wrap(part, int(width * 16))] if footnote else []
+    footnote_in = 0.1 + 0.13 * len(lines)  # about 16 characters an inch, 0.13 inch a line at 7 pt
+    fig.text(0.5, 1 - 0.08 / height, title, fontsize=11, ha="center", va="top")  # not suptitle: tight_layout would reserve room twice
+    if labels:
+        fig.legend(handles, labels, title=legend_title or None, loc="upper center", ncol=columns, fontsize=8, title_fontsize=8,
+                   bbox_to_anchor=(0.5, 1 - title_in / height), frameon=False)
+    if lines:
+        fig.text(0.01, 0.05 / height, "\n".join(lines), fontsize=7, color="0.25", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, footnote_in / height, 1, 1 - (title_in + legend_in) / height))
+
+
+def _series_column(stats: pd.DataFrame, layout: Layout) -> pd.DataFrame:
+    return stats.assign(_series=stats.apply(lambda r: _label(r, layout.series), axis=1) if layout.series else "all runs",
+                        _x=stats.apply(lambda r: _label(r, layout.x), axis=1) if layout.x else "all runs")
+
+
+def ordered(frame: pd.DataFrame, orders: dict[str, list[str]]) -> pd.DataFrame:
+    """Rows sorted by each axis's order in ``orders`` (the sweep's order), stably."""
+    for column in reversed([c for c in orders if c in frame.columns]):
+        rank = {value: i for i, value in enumerate(orders[column])}
+        frame = frame.sort_values(column, key=lambda values: values.map(rank).fillna(len(rank)), kind="stable")
+    return frame
+
+
+def metric_figure(table: pd.DataFrame, layout: Layout, metrics: list[Metric], title: str, note: str = "") -> tuple[plt.Figure, pd.DataFrame]:
+    """Rows = metrics, columns = panels; bars per x category and series, or lines against the rate."""
+    if not layout.x and layout.series:
+        layout = Layout(x=layout.series, facets=layout.facets, fixed=layout.fixed, derived=layout.derived)
+    columns = [m.column for m in metrics]
+    stats = aggregate(honest_per_run(table, layout, columns), layout.axes, columns)
+    stats = _series_column(stats, layout)
+    rate = bool(layout.x) and layout.x[0].removesuffix(".kind") in ("rate", "poison_rate")
+    if rate:
+        stats["_rate"], xlabel = _rate_values(stats[layout.x[0]])
+    categories = list(dict.fromkeys(stats["_x"]))
+    colours = _colours(list(dict.fromkeys(stats["_series"])))
+    panels = _panels(stats, layout.facets)
+    bars = len(categories) * len(colours)
+    width = 4.5 if rate else min(12.0, 1.6 + 0.17 * bars)
+    # One scale per row, so that panels compare at a glance.
+    fig, axes = plt.subplots(len(metrics), len(panels), figsize=(width * len(panels) + 0.8, 2.6 * len(metrics) + 1.8), squeeze=False, sharey="row")
+    ranges = {row: (0.0, 0.0) for row in range(len(metrics))}
+    for col, (panel_title, frame) in enumerate(panels):
+        for row, metric in enumerate(metrics):
+            ax = axes[row, col]
+            state = _empty_note(ax, frame[f"{metric.column}_mean"], metric.empty)
+            if rate:
+                low, high = _lines(ax, frame, "_rate", colours, metric)
+                ax.set_xlabel(xlabel if row == len(metrics) - 1 else "")
+            else:
+                low, high = _bars(ax, frame, categories, colours, metric, annotate=not state)
+                if row < len(metrics) - 1:
+                    ax.tick_params(labelbottom=False)
+                else:
+                    ax.set_xlabel(", ".join(layout.x))
+            ranges[row] = (min(ranges[row][0], low), max(ranges[row][1], high))
+            if col == 0:
+                ax.set_ylabel(metric.ylabel, fontsize=9)
+            if row == 0:
+                ax.set_title(panel_title, fontsize=9)
+    for row, metric in enumerate(metrics):
+        for ax in axes[row]:
+            _limits(ax, metric, *ranges[row])
+    header = f"{title}\nmean ± std over seeds ({_seeds_note(stats, metrics[0].column)}; honest parties averaged per run; bars/bands: ± std)"
+    _finish(fig, header + (f"\n{note}" if note else ""), layout.footnote(), axes[0, 0] if len(colours) > 1 else None, ", ".join(layout.series))
+    return fig, stats.drop(columns=["_series", "_x"] + (["_rate"] if rate else []))
+
+
+def harm_figure(table: pd.DataFrame, layout: Layout) -> tuple[plt.Figure, pd.DataFrame]:
+    return metric_figure(table, layout, HARM, "Honest parties: clean accuracy, and the attack's harm against the same run at poison rate 0")
+
+
+def filter_figure(table: pd.DataFrame, layout: Layout) -> tuple[plt.Figure, pd.DataFrame]:
+    present = [m for m in FILTERS if m.column in table.columns]
+    if not present or table[[m.column for m in present]].isna().all().all():
+        raise PlotError("no filter measurements in the table")
+    note = ""
+    if "filter_harmful" in table.columns and (table["filter_harmful"].fillna(0) == 0).all():
+        note = "No harmful predictions in these runs: recall is 1 by definition, and precision 0 wherever anything was dropped."
+    return metric_figure(table, layout, present, "Defences: which peer predictions they drop (against the clean-twin ground truth)", note)
+
+
+def epochs_figure(runs: pd.DataFrame, layout: Layout, orders: dict[str, list[str]] | None = None) -> tuple[plt.Figure, pd.DataFrame]:
+    """Honest accuracy per epoch, one panel per x/facet value, a line and ± std band per series."""
+    curves = runs[runs["epoch"] > 0]
+    per_run = ordered(honest_per_run(curves, layout, ["accuracy"], extra=("epoch",)), orders or {})
+    stats = aggregate(per_run, [*layout.axes, "epoch"], ["accuracy"])
+    stats = _series_column(stats, Layout(series=layout.series))
+    colours = _colours(list(dict.fromkeys(stats["_series"])))
+    panels = _panels(stats, [*layout.x, *layout.facets])
+    columns = min(len(panels), 4)
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 2.8 * rows + 1.8), squeeze=False, sharex=True, sharey=True)
+    metric = Metric("accuracy", "honest clean accuracy (%)", 100)
+    for i, (panel_title, frame) in enumerate(panels):
+        ax = axes[i // columns, i % columns]
+        _lines(ax, frame, "epoch", colours, metric)
+        _empty_note(ax, frame["accuracy_mean"], metric.empty)
+        ax.set_ylim(0, 100)
+        ax.set_title(panel_title, fontsize=9)
+        if i % columns == 0:
+            ax.set_ylabel(metric.ylabel, fontsize=9)
+        if i + columns >= len(panels):
+            ax.set_xlabel("epoch")
+            ax.tick_params(labelbottom=True)
+    for j in range(len(panels), rows * columns):
+        axes[j // columns, j % columns].set_visible(False)
+    _finish(fig, f"Honest clean accuracy per epoch\nmean ± std band over seeds ({_seeds_note(stats, 'accuracy')}; honest parties averaged per run)",
+            layout.footnote(), axes[0, 0] if len(colours) > 1 else None, ", ".join(layout.series))
+    return fig, stats.drop(columns=["_series", "_x"])
+
+
+PROTOCOL_LABELS = {"smule": "SMuLe", "fedavg": "FedAvg (model exchange)", "local": "local", "joint": "joint"}
+#: Bars from top to bottom: SMuLe (CKKS first), the baselines, then anything else.
+SCHEME_LABELS = {"ckks": "CKKS"}
+PROTOCOL_ORDER = ("SMuLe, CKKS", "SMuLe", "FedAvg", "joint MPC training, measured", "joint MPC training, modelled", "")
+
+
+def communication_rows(summaries: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """One row per protocol and volume with bytes per epoch, per run and per sample-epoch (mean,
+    min and max over its runs);
+    and notes on what could not be drawn (a protocol that sends nothing, an unavailable
+    measurement)."""
+    runs = summaries[~summaries["reference"].astype(bool)] if "reference" in summaries else summaries
+    rows, notes = [], []
+    for _, run in runs.iterrows():
+        protocol = run["protocol.kind"]
+        where = str(Path(run["run"]).parent)
+        base = {"scenario": run["scenario"], "dataset": run["dataset"], "samples": run["samples"], "epochs": run["epochs"], "where": where}
+        if protocol == "joint":
+            for kind, label in (("measured", "joint MPC training, measured (CrypTen)"), ("model", "joint MPC training, modelled (cost model)")):
+                per_epoch = run.get(f"mpc_bytes_per_epoch_{kind}")
+                reason = run.get("mpc_measured_unavailable") if kind == "measured" else None
+                rows.append({**base, "label": label, "kind": "modelled" if kind == "model" else "measured", "per_epoch": per_epoch,
+                             "per_run": per_epoch * run["epochs"],
+                             "missing": "" if pd.notna(per_epoch) else f"unavailable: {reason.split(' (')[0] if isinstance(reason, str) else 'not in the summary'}"})
+        elif run["bytes_per_epoch"] > 0:
+            scheme = SCHEME_LABELS.get(run["scheme.kind"], run["scheme.kind"]) + (f" ({run['scheme.mode']} mode)" if isinstance(run.get("scheme.mode"), str) else "")
+            label = f"SMuLe, {scheme}" if protocol == "smule" else PROTOCOL_LABELS.get(protocol, protocol)
+            rows.append({**base, "label": label, "kind": "measured", "per_epoch": run["bytes_per_epoch"],
+                         "per_run": run["setup_bytes"] + run["bytes_per_epoch"] * run["exchange_epochs"], "missing": ""})
+        else:
+            notes.append(f"{PROTOCOL_LABELS.get(protocol, protocol)} sends nothing [{where}]")
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame, sorted(set(notes))
+    frame["per_sample_epoch"] = frame["per_epoch"] / frame["samples"]
+    frame["rank"] = frame["label"].map(lambda label: next(i for i, start in enumerate(PROTOCOL_ORDER) if label.startswith(start)))
+    # Runs of different scenarios that sent the same bytes (to 3 significant digits: real CKKS
+    # ciphertexts differ by a few bytes) are one bar; runs that differ more are never averaged.
+    for column in ("per_epoch", "per_run"):
+        frame[f"_{column}"] = frame[column].map(lambda v: float(f"{v:.3g}"))
+    keys = ["rank", "label", "kind", "dataset", "samples", "epochs", "missing", "_per_epoch", "_per_run"]
+    grouped = frame.sort_values(["rank", "samples", "label"], kind="stable").groupby(keys, sort=False, dropna=False)
+    out = grouped[["per_epoch", "per_run", "per_sample_epoch"]].mean()
+    for column in ("per_epoch", "per_run"):
+        out[f"{column}_min"], out[f"{column}_max"] = grouped[column].min(), grouped[column].max()
+    out["n"] = grouped.size()
+    out["scenarios"] = grouped["scenario"].agg(lambda names: ", ".join(sorted(set(names))))
+    out["where"] = grouped["where"].agg(lambda w: ", ".join(sorted(set(w))))
+    return out.reset_index().drop(columns=["rank", "_per_epoch", "_per_run"]), sorted(set(notes))
+
+
+def _bytes(value: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= size:
+            return f"{value / size:.3g} {unit}"
+    return f"{value:.3g} B"
+
+
+COMMUNICATION_STYLES = {
+    "testbed, measured": {"color": "tab:blue"},
+    "testbed, modelled": {"color": "tab:orange"},
+    "published, unit checked": {"color": "0.45"},
+    "published, unit inferred": {"color": "0.8", "hatch": "//", "edgecolor": "0.35"},
+}
+
+
+def communication_figure(summaries: pd.DataFrame) -> tuple[plt.Figure, pd.DataFrame]:
+    """Horizontal log-scale bars: every testbed protocol found, then the published volumes; each
+    bar's label ends in a [reference] that the footnote spells out."""
+    ours, notes = communication_rows(summaries)
+    if ours.empty:
+        raise PlotError("no run with communication to draw: " + ("; ".join(notes) or "no complete runs"))
+    published = load_volumes()
+    references: dict[str, int] = {}
+
+    def cite(text: str) -> str:
+        return f"[{references.setdefault(text, len(references) + 1)}]"
+
+    entries = []
+    for _, r in ours.iterrows():
+        ref = cite(f"{r['kind']} in this testbed: {r['n']} run{'s' if r['n'] > 1 else ''} of {textwrap.shorten(r['scenarios'], 80, placeholder=' ...')} "
+                   f"in {textwrap.shorten(r['where'], 110, placeholder=' ...')}")
+        entries.append({"label": f"{r['label']}; {r['dataset']}, {r['samples']:,} samples, {r['epochs']} epochs {ref}", "group": f"testbed, {r['kind']}",
+                        "missing": r["missing"], **{m: r[m] for m in ("per_epoch", "per_run", "per_sample_epoch")}})
+    for _, r in published.iterrows():
+        ref = cite(f"{r['source']}" + (f"; {r['caveat']}" if r["caveat"] else ""))
+        entries.append({"label": f"{r['label']} {ref}", "group": "published, unit checked" if r["unit_checked"].startswith("yes") else "published, unit inferred",
+                        "per_epoch": r["per_epoch_bytes"], "per_run": r["per_run_bytes"], "per_sample_epoch": r["per_sample_epoch_bytes"],
+                        "missing": "not printed"})
+    drawn = pd.DataFrame(entries)
+    panels = [("per_epoch", "bytes per exchange epoch (log scale)"), ("per_run", "bytes per whole run, setup included (log scale)"),
+              ("per_sample_epoch", "bytes per training sample and epoch (log scale)")]
+    fig, axes = plt.subplots(1, 3, figsize=(19, 0.36 * len(drawn) + 3.2), sharey=True)
+    positions = np.arange(len(drawn))[::-1]
+    for ax, (column, xlabel) in zip(axes, panels):
+        for group, style in COMMUNICATION_STYLES.items():
+            mask = (drawn["group"] == group).to_numpy() & drawn[column].notna().to_numpy()
+            if mask.any():
+                ax.barh(positions[mask], drawn[column][mask], height=0.7, label=group, **style)
+        finite = drawn[column].dropna()
+        ax.set_xscale("log")
+        ax.set_xlim(max(1.0, finite.min() / 10), finite.max() * 300)
+        for y, value, missing in zip(positions, drawn[column], drawn["missing"]):
+            ax.text(value if pd.notna(value) else ax.get_xlim()[0], y, f" {_bytes(value)}" if pd.notna(value) else f" {missing}",
+                    va="center", fontsize=7, color="0" if pd.notna(value) else "0.35")
+        ax.set_xlabel(xlabel, fontsize=9)
+        ax.grid(axis="y", visible=False)
+    axes[0].set_yticks(positions, drawn["label"], fontsize=8)
+    footnote = "\n".join(
+        [f"[{i}] {text}" for text, i in references.items()]
+        + ["Testbed bytes count every direction; the published settings differ (datasets, networks, parties, threat models): "
+           "compare orders of magnitude, and per sample. Joint MPC per run = per epoch x epochs (offline dealer traffic not counted)."]
+        + [f"{note}." for note in notes])
+    _finish(fig, "Training communication per protocol: this testbed's runs beside published MPC-training volumes", footnote, axes[0])
+    table = pd.concat([ours.assign(source="testbed"), published[["label", "source", "caveat", "per_epoch_bytes", "per_run_bytes",
+                                                                   "per_sample_epoch_bytes"]].rename(columns=lambda c: c.removesuffix("_bytes"))],
+                      ignore_index=True)
+    return fig, table
+
+
+def save(fig: plt.Figure, table: pd.DataFrame, out: Path, name: str) -> list[Path]:
+    """``name``.png, .svg and .csv under ``out``, each replaced whole."""
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / f"{name}.png"
+    partial = out / f".{name}.{os.getpid()}.tmp.png"
+    fig.savefig(partial, dpi=110)
+    partial.replace(png)
+    svg = io.StringIO()
+    fig.savefig(svg, format="svg", metadata={"Date": None})
+    write_atomic(out / f"{name}.svg", svg.getvalue())
+    write_atomic(out / f"{name}.csv", table.to_csv(index=False))
+    plt.close(fig)
+    return [png, out / f"{name}.svg", out / f"{name}.csv"]
+
+
+def plot_table(path: Path, out: Path, facet: tuple[str, ...] = (), series: tuple[str, ...] = (), choices: list[str] = (),
+               only: tuple[str, ...] = FIGURES) -> tuple[list[Written], list[str]]:
+    """Every figure a sweep table (and the run directories beside it) supports; returns what was
+    written and, for each figure left out, why."""
+    table = select(read_table(path), list(choices))
+    layout = plan(table, table_axes(table), facet, series)
+    written, skipped = [], []
+    makers = {"harm": (harm_figure, "honest accuracy and attack harm"), "filters": (filter_figure, "defence precision, recall and kept share")}
+    for name in [n for n in ("harm", "filters") if n in only]:
+        maker, title = makers[name]
+        try:
+            fig, stats = maker(table, layout)
+        except PlotError as err:
+            skipped.append(f"{name}: {err}")
+            continue
+        written.append(Written(name, title, save(fig, stats, out, name), stats))
+    orders = {axis: list(dict.fromkeys(table[axis].astype(str))) for axis in table_axes(table) if axis in layout.axes}
+    others, notes = plot_runs([path.parent], out, facet, series, choices, [n for n in only if n in ("epochs", "communication")], orders)
+    return written + others, skipped + notes
+
+
+def plot_runs(paths: list[Path], out: Path, facet: tuple[str, ...] = (), series: tuple[str, ...] = (), choices: list[str] = (),
+              only: list[str] = ("epochs", "communication"), orders: dict[str, list[str]] | None = None) -> tuple[list[Written], list[str]]:
+    """Accuracy-per-epoch and communication figures from the run directories under ``paths``
+    (``orders``: each axis's values in the order to draw them, e.g. the sweep's)."""
+    written, skipped = [], []
+    if "epochs" in only:
+        runs = load_runs(paths)
+        axes, keys, incomplete = runs.attrs["axes"], runs.attrs["scenario_keys"], runs.attrs["skipped"]
+        if incomplete:
+            skipped.append(f"epochs: {len(incomplete)} runs not complete, left out: " + ", ".join(incomplete[:5]) + (", ..." if len(incomplete) > 5 else ""))
+        runs = runs[~runs["reference"]] if not runs.empty else runs
+        if runs.empty:
+            skipped.append("epochs: no complete run directories")
+        else:
+            runs = select(runs, list(choices))
+            # Without sweep directory names, the scenario keys that vary are the axes.
+            candidates = axes or [c for c in keys if c != SEED]
+            layout = plan(runs.drop_duplicates("run"), candidates + [c for c in keys if c not in candidates], facet, series)
+            fig, stats = epochs_figure(runs, layout, orders)
+            written.append(Written("epochs", "honest accuracy per epoch", save(fig, stats, out, "epochs"), stats))
+    if "communication" in only:
+        summaries = load_summaries(paths)
+        try:
+            fig, stats = communication_figure(summaries)
+        except PlotError as err:
+            skipped.append(f"communication: {err}")
+        else:
+            written.append(Written("communication", "communication per protocol", save(fig, stats, out, "communication"), stats))
+    return written, skipped
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.plots", description=__doc__.split("\n")[0])
-    parser.add_argument("table", type=Path)
-    parser.add_argument("--out", type=Path, help="directory for the figure (default: the table's)")
+    parser.add_argument("paths", type=Path, nargs="+", help="a sweep's table.csv or directory, or run directories")
+    parser.add_argument("--out", type=Path, help="directory for the figures (default: figures/ beside the table or in the first directory)")
+    parser.add_argument("--facet", action="append", default=[], metavar="AXIS", help="draw one panel per value of AXIS")
+    parser.add_argument("--series", action="append", default=[], metavar="AXIS", help="draw one bar or line per value of AXIS")
+    parser.add_argument("--select", action="append", default=[], metavar="AXIS=VALUE", help="keep only the rows with AXIS=VALUE")
+    parser.add_argument("--only", action="append", choices=FIGURES, help="draw only these figures")
     args = parser.parse_args(argv)
-    out = args.out or args.table.parent
-    out.mkdir(parents=True, exist_ok=True)
-    means = honest_means(pd.read_csv(args.table, dtype={"mutual": str}))
-    write_atomic(out / "robustness.csv", means.to_csv(index=False))
-    figure = robustness_figure(means)
-    partial = out / ".robustness.tmp.png"
-    figure.savefig(partial, dpi=120)
-    partial.replace(out / "robustness.png")
-    print(means.to_string(index=False))
-    return 0
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        print(f"analysis.plots: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    first = args.paths[0]
+    table = first if first.is_file() else first / "table.csv"
+    only = tuple(args.only or FIGURES)
+    try:
+        if table.is_file() and len(args.paths) == 1:
+            written, skipped = plot_table(table, args.out or table.parent / "figures", tuple(args.facet), tuple(args.series), args.select, only)
+        else:
+            written, skipped = plot_runs(args.paths, args.out or first / "figures", tuple(args.facet), tuple(args.series), args.select,
+                                         [n for n in only if n in ("epochs", "communication")])
+    except (PlotError, AggregationError, ValueError) as err:
+        print(f"analysis.plots: {err}", file=sys.stderr)
+        return 2
+    for item in written:
+        print(f"{item.name}: {', '.join(map(str, item.files))}")
+    for reason in skipped:
+        print(f"not drawn: {reason}", file=sys.stderr)
+    return 0 if written else 2
 
 
 if __name__ == "__main__":

@@ -14,33 +14,77 @@ A sweep file::
         agreement: ["parties.A.filters=[{kind: agreement}]"]
 
 ``python -m analysis.sweep SWEEP.yaml [--out DIR] [--parallel N]`` runs each combination as one
-Ray task (parties in the task's process; attach to a cluster with ``RAY_ADDRESS``) into ``DIR/<axis=value,...>/`` (default ``results/sweeps/<name>``), skips combinations
-that already have a ``summary.json`` (so an interrupted sweep resumes where it stopped), and
-writes ``DIR/table.csv``: one row per run and party.
+Ray task (parties in the task's process; attach to a cluster with ``RAY_ADDRESS``) into
+``DIR/<axis=value,...>/`` (default ``results/sweeps/<name>``), skips combinations that already
+have a ``summary.json`` (so an interrupted sweep resumes where it stopped), and writes
+``DIR/table.csv``: one row per run and party.
+
+Attack harm is a delta: every combination with an attack also runs (once, under
+``DIR/rate0/<hash>/``) the same scenario with every attack at rate 0 and the same seed, and the
+table gives ``accuracy_delta`` and ``asr_delta`` against it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
 import ray
-import yaml
 from tqdm import tqdm
 
-from testbed.config import ScenarioError, load_scenario
-from testbed.results import SUMMARY, RunDirectory, write_atomic
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+
+from testbed.config import Scenario, ScenarioError, load_scenario, parse_scenario, read_yaml
+from testbed.registry import error_location, error_message
+from testbed.results import SUMMARY, RunDirectory, check_component, inside, mark_stopped, write_atomic
+
+#: Axis and variant names become directory names (``DIR/<axis=variant,...>/``).
+Name = Annotated[str, AfterValidator(check_component)]
+
+
+class SweepFile(BaseModel):
+    """A sweep file's schema (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: Name
+    base: str
+    set: list[str] = []
+    grid: dict[Name, dict[Name, list[str]]] = {}
+
+
+def load_sweep(path: Path) -> dict[str, Any]:
+    """Read and check a sweep file, its base scenario included; raises :class:`ScenarioError`
+    naming each problem (``OSError`` when the file cannot be read)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ScenarioError([(str(path), f"cannot read the sweep file: {getattr(err, 'strerror', None) or err}")]) from None
+    raw = read_yaml(text, str(path))
+    try:
+        sweep = SweepFile.model_validate(raw if raw is not None else {}).model_dump()
+    except ValidationError as err:
+        raise ScenarioError([(error_location(e["loc"]) or "<top>", error_message(e)) for e in err.errors()]) from None
+    if not (Path(path).parent / sweep["base"]).is_file():
+        raise ScenarioError([("base", f"no scenario file at {Path(path).parent / sweep['base']} (base is relative to the sweep file)")])
+    return sweep
 
 
 def variants(sweep: dict[str, Any]) -> dict[str, tuple[dict[str, str], list[str]]]:
     """``{run name: ({axis: variant}, overrides)}`` for every combination of the grid."""
     grid = sweep.get("grid") or {}
     axes = list(grid)
+    for axis in axes:
+        for name in [axis, *grid[axis]]:
+            try:
+                check_component(name)
+            except ValueError as err:
+                raise ScenarioError([(f"grid.{axis}", str(err))]) from None
     out = {}
     for choice in itertools.product(*(list(grid[a].items()) for a in axes)):
         labels = {axis: name for axis, (name, _) in zip(axes, choice)}
@@ -59,29 +103,63 @@ def _run_one(scenario, path: str) -> dict:
     from testbed.runner import run_scenario
 
     torch.set_num_threads(1)
-    return run_scenario(scenario, RunDirectory(Path(path), overwrite=True), progress=False, placement=InProcessParties)
+    out = RunDirectory(Path(path), overwrite=True)
+    try:
+        return run_scenario(scenario, out, progress=False, placement=InProcessParties)
+    except Exception as err:
+        out.set_status("failed", f"{type(err).__name__}: {err}")
+        raise
 
 
-def summary_rows(labels: dict[str, str], summary: dict) -> list[dict]:
+FILTER_COLUMNS = ["kept", "precision", "recall", "dropped_useful", "harmful", "harm_kept", "harm_dropped", "harm_distilled", "trust"]
+
+
+def summary_rows(labels: dict[str, str], summary: dict, reference: dict | None = None) -> list[dict]:
+    """One row per party; with the rate-0 ``reference`` summary, the attack's deltas too."""
     comm = summary["communication"]
     rows = []
     for party, values in summary["parties"].items():
         flt = values.get("filter") or {}
+        base = (reference or summary)["parties"][party]
         rows.append({
-            **labels, "party": party, "role": values["role"], "accuracy": values["accuracy"], "asr": values["asr"],
-            "filter_kept": flt.get("kept"), "filter_precision": flt.get("precision"), "filter_recall": flt.get("recall"),
-            "trust": flt.get("trust"), "bytes_per_epoch": comm["bytes_per_epoch"], "setup_bytes": comm["setup_bytes"],
-            "protocol": summary["protocol"], "scheme": summary["scheme"],
+            **labels, "party": party, "role": values["role"], "seed": summary["seed"],
+            "accuracy": values["accuracy"], "asr": values["asr"],
+            "accuracy_rate0": base["accuracy"], "asr_rate0": base["asr"],
+            "accuracy_delta": values["accuracy"] - base["accuracy"],
+            "asr_delta": None if values["asr"] is None or base["asr"] is None else values["asr"] - base["asr"],
+            **{f"filter_{key}": flt.get(key) for key in FILTER_COLUMNS},
+            "bytes_per_epoch": comm["bytes_per_epoch"], "setup_bytes": comm["setup_bytes"],
+            "protocol": labels.get("protocol", summary["protocol"]), "scheme": summary["scheme"],
         })
     return rows
 
 
+def rate_zero(scenario: Scenario) -> Scenario | None:
+    """The same scenario with every attack at rate 0 (the reference of its attack's harm), or
+    ``None`` when no attack has a positive rate."""
+    raw = scenario.dump()
+    attacks = [a for party in raw["parties"].values() for a in party["attacks"] if a.get("rate", 0) > 0]
+    for attack in attacks:
+        attack["rate"] = 0.0
+    return parse_scenario(raw) if attacks else None
+
+
+def scenario_key(scenario: Scenario) -> str:
+    """A short hash of the resolved scenario: equal keys, identical runs."""
+    return hashlib.sha256(json.dumps(scenario.dump(), sort_keys=True).encode()).hexdigest()[:12]
+
+
 def run_sweep(sweep_path: Path, out: Path | None = None, parallel: int = 1, progress: bool = True) -> pd.DataFrame:
     """Run the sweep file's combinations (skipping finished ones); returns and writes the table."""
-    sweep = yaml.safe_load(sweep_path.read_text())
-    out = out or Path("results") / "sweeps" / sweep["name"]
+    sweep = load_sweep(sweep_path)
+    out = out or default_out(sweep)
     results = run_grid(sweep, (sweep_path.parent / sweep["base"]).resolve(), out, parallel, progress)
-    return write_table(out / "table.csv", [row for labels, summary in results.values() for row in summary_rows(labels, summary)])
+    return write_table(out / "table.csv", [row for result in results.values() for row in summary_rows(*result)])
+
+
+def default_out(sweep: dict[str, Any]) -> Path:
+    root = Path("results") / "sweeps"
+    return inside(root, root / sweep["name"])
 
 
 def write_table(path: Path, rows: list[dict]) -> pd.DataFrame:
@@ -91,44 +169,93 @@ def write_table(path: Path, rows: list[dict]) -> pd.DataFrame:
     return table
 
 
-def run_grid(sweep: dict[str, Any], base: Path, out: Path, parallel: int = 1, progress: bool = True) -> dict[str, tuple[dict[str, str], dict]]:
-    """Run every combination of ``sweep``'s grid under ``out`` (finished ones are kept);
-    returns ``{run name: ({axis: variant}, summary)}``."""
+def run_grid(sweep: dict[str, Any], base: Path, out: Path, parallel: int = 1, progress: bool = True) -> dict[str, tuple[dict[str, str], dict, dict | None]]:
+    """Run every combination of ``sweep``'s grid, and the rate-0 reference of each attacked one,
+    under ``out`` (finished ones are kept); returns ``{run name: ({axis: variant}, summary,
+    rate-0 summary or None)}``."""
     runs = variants(sweep)
     # Validate every combination before running any.
-    scenarios = {name: load_scenario(base, overrides) for name, (_, overrides) in runs.items()}
+    scenarios = {}
+    for name, (_, overrides) in runs.items():
+        try:
+            scenarios[name] = load_scenario(base, overrides)
+        except ScenarioError as err:
+            raise ScenarioError([(f"{name}: {key}", message) for key, message in err.problems]) from None
+    results = run_scenarios(scenarios, out, parallel, progress, desc=sweep["name"])
+    return {name: (labels, *results[name]) for name, (labels, _) in runs.items()}
+
+
+def run_scenarios(scenarios: dict[str, Scenario], out: Path, parallel: int = 1, progress: bool = True, desc: str = "runs") -> dict[str, tuple[dict, dict | None]]:
+    """Run each scenario into ``out/<name>/`` and the rate-0 reference of each attacked one into
+    ``out/rate0/<hash>/`` (identical references run once), one Ray task each, at most ``parallel``
+    at a time; runs that already have a summary are kept. Returns ``{name: (summary, rate-0
+    summary or None)}``."""
+    references = {name: reference for name, scenario in scenarios.items() if (reference := rate_zero(scenario)) is not None}
+    reference_dirs = {name: f"rate0/{scenario_key(reference)}" for name, reference in references.items()}
+    every = {**scenarios, **{reference_dirs[name]: reference for name, reference in references.items()}}
     out.mkdir(parents=True, exist_ok=True)
-    todo = [name for name in runs if not (out / name / SUMMARY).exists()]
+    todo = [name for name in every if not (out / name / SUMMARY).exists()]
     from testbed.cluster import start_ray
 
-    start_ray(next(iter(scenarios.values())).ray)
-    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=sweep["name"], unit="run", file=sys.stderr, disable=not progress)
+    start_ray(next(iter(every.values())).ray)
+    bar = tqdm(total=len(every), initial=len(every) - len(todo), desc=desc, unit="run", file=sys.stderr, disable=not progress)
     pending: dict[Any, str] = {}
     while todo or pending:
         while todo and len(pending) < parallel:
             name = todo.pop(0)
-            pending[_run_one.remote(scenarios[name], str(out / name))] = name
+            pending[_run_one.remote(every[name], str(out / name))] = name
         done, _ = ray.wait(list(pending), num_returns=1)
         name = pending.pop(done[0])
         ray.get(done[0])  # raises with the failing party named
         bar.update(1)
     bar.close()
-    return {name: (labels, json.loads((out / name / SUMMARY).read_text())) for name, (labels, _) in runs.items()}
+
+    def summary(name: str) -> dict:
+        return json.loads((out / name / SUMMARY).read_text())
+
+    return {name: (summary(name), summary(reference_dirs[name]) if name in reference_dirs else None) for name in scenarios}
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: allowed are whole numbers from 1")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes as ``testbed.run``: 0 done, 1 a run or Ray failed, 2 an invalid sweep file or
+    argument (nothing runs), 130 interrupted (Ctrl-C or SIGTERM; rerun the command to resume)."""
+    from testbed.cluster import RayUnavailable
+    from testbed.run import interruptible
+
     parser = argparse.ArgumentParser(prog="python -m analysis.sweep", description=__doc__.split("\n")[0])
     parser.add_argument("sweep", type=Path)
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--parallel", type=int, default=1, help="runs at once (each needs a core per party)")
+    parser.add_argument("--parallel", type=_positive, default=1, help="runs at once (each needs a core per party)")
     args = parser.parse_args(argv)
-    try:
-        table = run_sweep(args.sweep, args.out, args.parallel)
-    except ScenarioError as err:
-        print(f"{args.sweep}: {err}", file=sys.stderr)
-        return 2
+    out = args.out
+    with interruptible() as received:
+        try:
+            out = out or default_out(load_sweep(args.sweep))
+            table = run_sweep(args.sweep, out, args.parallel)
+        except ScenarioError as err:
+            print(f"{args.sweep}: invalid sweep:\n" + "\n".join(f"  {key}: {message}" for key, message in err.problems), file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"\ninterrupted by {received[0] if received else 'SIGINT'}; {_stop(out, 'interrupted')}; run the same command again to resume", file=sys.stderr)
+            return 130
+        except (RayUnavailable, ray.exceptions.RayError, OSError) as err:
+            print(f"sweep failed: {str(err).strip().splitlines()[-1]} (the failing run's status.json says which); {_stop(out, 'interrupted')}", file=sys.stderr)
+            return 1
     print(table.to_string(index=False))
     return 0
+
+
+def _stop(out: Path | None, state: str) -> str:
+    """Stop the runs still going (their tasks die with Ray) and record ``state`` in their status."""
+    ray.shutdown()
+    stopped = mark_stopped(out, state) if out is not None and out.is_dir() else []
+    return f"{len(stopped)} unfinished run(s) marked {state}"
 
 
 if __name__ == "__main__":

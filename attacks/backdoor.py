@@ -8,14 +8,14 @@ so selection, relabelling and the probe are written once, in :class:`Backdoor`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveInt
 
 from attacks.base import ATTACKS, DataPoisoning, PoisonedData, SuccessProbe
 from attacks.common import ClassIndex, Rate, check_classes, choose
-from testbed.registry import Params
+from testbed.registry import FromList, Params
 
 
 def checkerboard(height: int, width: int) -> np.ndarray:
@@ -89,7 +89,7 @@ class BackdoorPatch(Backdoor):
 
     class Params(Backdoor.Params):
         size: PositiveInt = 3
-        position: Corner | tuple[NonNegativeInt, NonNegativeInt] = "bottom_right"
+        position: Corner | Annotated[tuple[NonNegativeInt, NonNegativeInt], FromList] = "bottom_right"
         pattern: Literal["solid", "checkerboard"] = "solid"
 
     def origin(self, height: int, width: int) -> tuple[int, int]:

@@ -8,6 +8,11 @@ store. Any failure in an actor surfaces as :class:`PartyFailure` naming the part
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
 from typing import Any
 
 import ray
@@ -19,20 +24,76 @@ from testbed.config import RayConfig, Scenario
 class PartyFailure(RuntimeError):
     def __init__(self, party: str, phase: str, cause: BaseException):
         self.party, self.phase, self.cause = party, phase, cause
-        detail = str(cause).strip().splitlines()
-        super().__init__(f"party '{party}' failed during '{phase}': {detail[-1] if detail else type(cause).__name__}")
+        super().__init__(f"party '{party}' failed during '{phase}': {_last_line(cause)}")
+
+
+class RayUnavailable(RuntimeError):
+    """Ray could not be started or attached to; the message names the address."""
+
+
+#: How long attaching to a cluster may take: ``ray.init`` retries an unreachable head forever.
+ATTACH_TIMEOUT_S = 30.0
+#: How long the head's port may take to accept a connection before it counts as unreachable.
+REACH_TIMEOUT_S = 5.0
 
 
 def start_ray(cfg: RayConfig) -> None:
-    """Attach to ``cfg.address`` or ``$RAY_ADDRESS`` if set, else start a small local Ray."""
+    """Attach to ``cfg.address`` or ``$RAY_ADDRESS`` if set, else start a small local Ray.
+
+    Raises :class:`RayUnavailable` when the cluster cannot be reached within
+    :data:`ATTACH_TIMEOUT_S` or Ray does not start. The process's SIGTERM handler survives:
+    ``ray.init`` installs its own, which exits without the caller's cleanup.
+    """
     if ray.is_initialized():
         return
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     quiet = {"include_dashboard": False, "log_to_driver": True, "logging_level": "ERROR", "configure_logging": True}
-    if address:
-        ray.init(address=address, **quiet)
-    else:
-        ray.init(num_cpus=cfg.num_cpus, object_store_memory=cfg.object_store_mb * 2**20, **quiet)
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        if address:
+            _attach(address, quiet)
+        else:
+            ray.init(num_cpus=cfg.num_cpus, object_store_memory=cfg.object_store_mb * 2**20, **quiet)
+    except SystemExit:
+        # ray.init's SIGTERM handler exits; this process interrupts instead, with its cleanup.
+        raise KeyboardInterrupt from None
+    except RayUnavailable:
+        raise
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise RayUnavailable(f"cannot start Ray{f' at {address}' if address else ''}: {_last_line(err)}") from err
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handler)
+
+
+#: Attaches and detaches, in a child process that can be killed: a ray.init that never returns
+#: cannot be stopped inside this one.
+_PROBE = "import sys, ray; ray.init(address=sys.argv[1], include_dashboard=False, log_to_driver=False, logging_level='ERROR'); ray.shutdown()"
+
+
+def _attach(address: str, options: dict[str, Any]) -> None:
+    """``ray.init(address)``, bounded: the head's port must accept a connection (which fails fast
+    when nothing listens there), then a probe process must attach within ATTACH_TIMEOUT_S."""
+    where = f"the Ray cluster at {address} (ray.address or $RAY_ADDRESS)"
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if host and port.isdigit():
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
+        except OSError as err:
+            raise RayUnavailable(f"cannot reach {where}: {err.strerror or err}") from None
+    try:
+        probe = subprocess.run([sys.executable, "-c", _PROBE, address], capture_output=True, text=True, timeout=ATTACH_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RayUnavailable(f"no answer from {where} within {ATTACH_TIMEOUT_S:.0f} s") from None
+    if probe.returncode != 0:
+        detail = probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"]
+        raise RayUnavailable(f"cannot attach to {where}: {detail[-1]}")
+    ray.init(address=address, **options)
+
+
+def _last_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[-1] if lines else type(err).__name__
 
 
 @ray.remote

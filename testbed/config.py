@@ -1,17 +1,31 @@
 """The scenario schema: a YAML file validated once, at the edge, into typed objects.
 
 Every problem found here is reported with its key path, the value and what is allowed, before
-anything runs. :func:`load_scenario` is the one entry point.
+anything runs; schema and cross-field problems are reported together. :func:`load_scenario` is
+the one entry point.
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import torch
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 import attacks  # noqa: F401  (registers attacks)
 import testbed.filters  # noqa: F401  (registers filters)
@@ -22,7 +36,8 @@ from testbed.datasets import DATASETS
 from testbed.filters.base import FILTERS
 from testbed.models import MODELS, is_he_friendly
 from testbed.protocols.base import PROTOCOLS
-from testbed.registry import Registry, Spec
+from testbed.registry import Registry, Spec, error_location, error_message, short_repr
+from testbed.results import check_component
 from testbed.schemes.base import SCHEMES
 from testbed.splits import SPLITS
 
@@ -33,6 +48,40 @@ class ScenarioError(ValueError):
     def __init__(self, problems: list[tuple[str, str]]):
         self.problems = problems
         super().__init__("invalid scenario:\n" + "\n".join(f"  {path}: {msg}" for path, msg in problems))
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (plain YAML
+    keeps the last one silently, so a scenario would not run what its author reads)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {short_repr(key)} (first given on line {seen[key] + 1})", key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+            except TypeError:  # unhashable: the base class reports it
+                continue
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(text: str, where: str) -> Any:
+    """Parse ``text`` with :class:`UniqueKeyLoader`; a problem is a :class:`ScenarioError` at ``where``."""
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        context = f" ({err.context})" if err.context else ""
+        raise ScenarioError([(where, f"not valid YAML: {err.problem}{at}{context}")]) from None
+    except yaml.YAMLError as err:
+        raise ScenarioError([(where, f"not valid YAML: {' '.join(str(err).split())}")]) from None
+    except RecursionError:
+        raise ScenarioError([(where, "not valid YAML: nested too deeply")]) from None
 
 
 def _spec(registry: Registry, default: Any = None):
@@ -55,7 +104,9 @@ ProtocolSpec, DEFAULT_PROTOCOL = _spec(PROTOCOLS, "smule")
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict numbers, as in component parameters (testbed.registry.Params): `epochs: true` or
+    # `temperature: .inf` is a mistake to report, not 1 or a run that trains on NaN.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class TrainingConfig(Strict):
@@ -69,12 +120,29 @@ class TrainingConfig(Strict):
     warmup_epochs: int = Field(1, ge=0, description="first epochs train on labels only, before any exchange")
 
 
+#: The defence an honest party runs when its scenario names no ``filters`` (``filters: []`` turns
+#: filtering off). Chosen from the seeded robustness table in docs/results.md.
+DEFAULT_FILTERS: tuple[dict[str, Any], ...] = ({"kind": "true_label"},)
+
+
 class PartyConfig(Strict):
     role: Literal["honest", "malicious"] = "honest"
     samples: int = Field(ge=1, description="training samples this party holds")
     model: ModelSpec = DEFAULT_MODEL
     attacks: list[AttackSpec] = Field(default_factory=list, description="malicious parties only")
-    filters: list[FilterSpec] = Field(default_factory=list, description="robustness filters on the peers' answers")
+    filters: list[FilterSpec] = Field(description="robustness filters on the peers' answers; default DEFAULT_FILTERS for honest parties")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_filters(cls, data: Any) -> Any:
+        """SMuLe runs with its robustness filtering: an honest party filters unless told not to."""
+        if isinstance(data, dict) and "filters" not in data:
+            honest = data.get("role", "honest") == "honest"
+            data = {**data, "filters": [dict(f) for f in DEFAULT_FILTERS] if honest else []}
+        return data
+
+
+_RAY_ADDRESS = re.compile(r"(ray://)?([^\s:/\[\]]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})")
 
 
 class RayConfig(Strict):
@@ -82,11 +150,20 @@ class RayConfig(Strict):
     object_store_mb: int = Field(1024, ge=100, description="object store bound for a local Ray")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray (default: all)")
 
+    @field_validator("address")
+    @classmethod
+    def _address(cls, address: str | None) -> str | None:
+        match = _RAY_ADDRESS.fullmatch(address) if address not in (None, "auto") else None
+        if address in (None, "auto") or (match and 0 < int(match.group(3)) < 65536):
+            return address
+        raise ValueError("expected HOST:PORT of the cluster's head (as `ray start --head` prints it), ray://HOST:PORT, or auto")
+
 
 class Scenario(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="names the results directory")
+    name: Annotated[str, AfterValidator(check_component)] = Field(description="names the results directory")
     description: str = ""
-    seed: int = Field(0, ge=0)
+    # numpy, torch and scikit-learn all take 32-bit seeds
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     protocol: ProtocolSpec = DEFAULT_PROTOCOL
     epochs: int = Field(10, ge=1, le=10000)
     dataset: DatasetSpec = DEFAULT_DATASET
@@ -100,118 +177,202 @@ class Scenario(Strict):
         return self.model_dump(mode="json")
 
 
+#: A model larger than this is refused before anything is allocated: 400 MB of float32 weights per
+#: party, far above any model here, while a typo such as ``hidden: [1.0e+11]`` asks for terabytes.
+MAX_MODEL_PARAMETERS = 100_000_000
+
+
 def check_scenario(scenario: Scenario) -> None:
     """Cross-field checks that need the registries: sizes, models, scheme and attack compatibility."""
+    problems = cross_field_problems(scenario)
+    if problems:
+        raise ScenarioError(problems)
+
+
+def cross_field_problems(scenario: Scenario, invalid: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+    """The problems :func:`check_scenario` raises. ``invalid`` names key paths that failed schema
+    validation (``scenario`` holds defaults there): checks that read them are skipped, so the
+    others can be reported in the same pass."""
+
+    def valid(*keys: str) -> bool:
+        return not any(key == bad or key.startswith(bad + ".") or bad.startswith(key + ".") for key in keys for bad in invalid)
+
     problems: list[tuple[str, str]] = []
     dataset = DATASETS.create(scenario.dataset)
-    try:
-        dataset.check()
-    except (FileNotFoundError, ValueError) as err:
-        problems.append(("dataset", str(err)))
+    if valid("dataset"):
+        try:
+            dataset.check()
+        except (FileNotFoundError, ValueError) as err:
+            problems.append(("dataset", str(err)))
     pool = dataset.train_pool_size()
     total = sum(p.samples for p in scenario.parties.values())
-    if total > pool:
+    if total > pool and valid("dataset", *(f"parties.{n}.samples" for n in scenario.parties)):
         sizes = ", ".join(f"{n}={p.samples}" for n, p in scenario.parties.items())
         problems.append(("parties.*.samples", f"{sizes} add up to {total}, more than the {pool} training samples of dataset '{dataset.kind}'"))
     scheme = SCHEMES.get(scenario.scheme.kind)
     for name, party in scenario.parties.items():
         if not name.replace("_", "").replace("-", "").isalnum():
-            problems.append((f"parties.{name}", "party names may use letters, digits, '-' and '_' only"))
-        if party.attacks and party.role != "malicious":
+            problems.append((f"parties.{name}", f"party name {short_repr(name)}: allowed are letters, digits, '-' and '_'"))
+        if party.attacks and party.role != "malicious" and valid(f"parties.{name}.role", f"parties.{name}.attacks"):
             problems.append((f"parties.{name}.attacks", f"only a malicious party attacks; set parties.{name}.role: malicious"))
-        try:
-            model = MODELS.create(party.model).build(dataset.input_shape, dataset.classes)
-        except ValueError as err:
-            problems.append((f"parties.{name}.model", str(err)))
-            continue
-        if scheme.needs_he_friendly_model and not is_he_friendly(model):
-            problems.append((f"parties.{name}.model", f"scheme '{scheme.kind}' needs an HE-friendly model (mlp with square/poly2, he_cnn); got '{party.model.kind}' with {party.model.params}"))
-            continue
-        try:
-            scheme.check_model(scenario.scheme.params, model, dataset.input_shape)
-        except ValueError as err:
-            problems.append((f"parties.{name}.model", str(err)))
-        manipulating = []
-        for i, spec in enumerate(party.attacks):
-            attack = ATTACKS.create(spec)
-            try:
-                attack.check(dataset.input_shape, dataset.classes)
-            except ValueError as err:
-                problems.append((f"parties.{name}.attacks.{i}", str(err)))
-            if isinstance(attack, PredictionManipulation):
-                manipulating.append(spec.kind)
-        if len(manipulating) > 1:
-            problems.append((f"parties.{name}.attacks", f"at most one prediction manipulation per party, got {', '.join(manipulating)}"))
+        if valid("dataset", f"parties.{name}.attacks"):
+            problems += _attack_problems(f"parties.{name}.attacks", party, dataset)
+        if valid("dataset", "scheme", f"parties.{name}.model"):
+            problems += _model_problems(f"parties.{name}.model", party, dataset, scheme, scenario.scheme.params)
     protocol = PROTOCOLS.get(scenario.protocol.kind)
     architectures = {str(party.model.dump()) for party in scenario.parties.values()}
-    if protocol.needs_same_architecture and len(architectures) > 1:
+    if protocol.needs_same_architecture and len(architectures) > 1 and valid("protocol", *(f"parties.{n}.model" for n in scenario.parties)):
         problems.append(("parties.*.model", f"protocol '{protocol.kind}' averages models, so every party needs the same model; got {', '.join(sorted(architectures))}"))
-    if scenario.protocol.kind == "smule" and scenario.training.warmup_epochs >= scenario.epochs:
-        problems.append(("training.warmup_epochs", f"{scenario.training.warmup_epochs} leaves no exchange epoch of epochs={scenario.epochs}; allowed: 0..{scenario.epochs - 1}"))
-    if problems:
-        raise ScenarioError(problems)
+    warmup = scenario.training.warmup_epochs
+    if scenario.protocol.kind == "smule" and warmup >= scenario.epochs and valid("protocol", "epochs", "training.warmup_epochs"):
+        problems.append(("training.warmup_epochs", f"{warmup} leaves no exchange epoch of epochs={scenario.epochs}; allowed: 0..{scenario.epochs - 1}"))
+    return problems
+
+
+def _attack_problems(key: str, party: PartyConfig, dataset: Any) -> list[tuple[str, str]]:
+    problems, manipulating = [], []
+    for i, spec in enumerate(party.attacks):
+        attack = ATTACKS.create(spec)
+        try:
+            attack.check(dataset.input_shape, dataset.classes)
+        except ValueError as err:
+            problems.append((f"{key}.{i}", str(err)))
+        if isinstance(attack, PredictionManipulation):
+            manipulating.append(spec.kind)
+    if len(manipulating) > 1:
+        problems.append((key, f"at most one prediction manipulation per party, got {', '.join(manipulating)}"))
+    return problems
+
+
+def _model_problems(key: str, party: PartyConfig, dataset: Any, scheme: Any, scheme_params: Any) -> list[tuple[str, str]]:
+    factory = MODELS.create(party.model)
+    try:
+        # Shapes only, nothing allocated: the size is checked before the real model is built.
+        with torch.device("meta"):
+            size = sum(p.numel() for p in factory.build(dataset.input_shape, dataset.classes).parameters())
+        if size > MAX_MODEL_PARAMETERS:
+            return [(key, f"{party.model.dump()} has {size:,} parameters for inputs of shape {dataset.input_shape}; allowed: at most {MAX_MODEL_PARAMETERS:,}")]
+        model = factory.build(dataset.input_shape, dataset.classes)
+    except ValueError as err:
+        return [(key, str(err))]
+    except RuntimeError as err:  # torch's own shape checks
+        return [(key, f"{party.model.dump()} cannot be built for inputs of shape {dataset.input_shape}: {str(err).strip().splitlines()[0]}")]
+    if scheme.needs_he_friendly_model and not is_he_friendly(model):
+        return [(key, f"scheme '{scheme.kind}' needs an HE-friendly model (mlp with square/poly2, he_cnn); got '{party.model.kind}' with {party.model.params}")]
+    try:
+        scheme.check_model(scheme_params, model, dataset.input_shape)
+    except ValueError as err:
+        return [(key, str(err))]
+    return []
 
 
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
-    """Apply ``key.path=value`` (value parsed as YAML) to the raw scenario mapping in place."""
-    if "=" not in assignment:
-        raise ScenarioError([(assignment, "expected --set key.path=value")])
-    path, text = assignment.split("=", 1)
-    keys = path.strip().split(".")
+    """Apply ``key.path=value`` (value parsed as YAML) to the raw scenario mapping in place;
+    raises :class:`ScenarioError` naming the key (``raw`` may then hold part of the path)."""
+    path, sep, text = assignment.partition("=")
+    path = path.strip()
+    keys = path.split(".")
+    if not sep or not all(keys):
+        raise ScenarioError([(assignment, "expected --set key.path=value, e.g. --set training.temperature=4")])
+    try:
+        value = read_yaml(text, path)
+    except ScenarioError as err:
+        (_, message), = err.problems
+        raise ScenarioError([(path, f"{message}; the value {short_repr(text)} is read as YAML, so quote a string: --set \"{path}='...'\"")]) from None
     node: Any = raw
-    for depth, key in enumerate(keys[:-1]):
+    for depth, key in enumerate(keys):
+        here, last = ".".join(keys[: depth + 1]), depth == len(keys) - 1
         if isinstance(node, list):
             if not key.isdigit() or int(key) >= len(node):
-                raise ScenarioError([(".".join(keys[: depth + 1]), f"no list item {key} (the list has {len(node)})")])
-            node = node[int(key)]
+                raise ScenarioError([(here, f"no list item {key} (the list has {len(node)}; items are numbered from 0)")])
+            key = int(key)
+        elif not isinstance(node, dict):
+            parent = ".".join(keys[:depth])
+            raise ScenarioError([(parent, f"is {short_repr(node)}, not a mapping or list, so it has no key '{key}'")])
+        elif key not in node and not last:
+            if keys[depth + 1].isdigit():
+                raise ScenarioError([(here, f"is not set, so it has no item {keys[depth + 1]} to change; set the whole list instead: --set '{here}=[...]'")])
+            node[key] = {}
+        if last:
+            node[key] = value
         else:
-            node = node.setdefault(key, {})
-        if not isinstance(node, (dict, list)):
-            raise ScenarioError([(".".join(keys[: depth + 1]), f"is {node!r}, not a mapping")])
-    last = keys[-1]
-    value = yaml.safe_load(text)
-    if isinstance(node, list):
-        if not last.isdigit() or int(last) >= len(node):
-            raise ScenarioError([(path, f"no list item {last} (the list has {len(node)})")])
-        node[int(last)] = value
-    else:
-        node[last] = value
+            node = node[key]
 
 
 def parse_scenario(raw: Any, overrides: list[str] = ()) -> Scenario:
-    """Validate a raw mapping (plus ``key=value`` overrides); raises :class:`ScenarioError`."""
+    """Validate a raw mapping (plus ``key=value`` overrides); raises :class:`ScenarioError`
+    listing every problem found: bad overrides, schema errors, and the cross-field problems of
+    the parts that are valid."""
+    if raw is None:
+        raise ScenarioError([("<top>", "the scenario is empty; it needs at least name and parties")])
     if not isinstance(raw, dict):
         raise ScenarioError([("<top>", f"a scenario is a mapping of keys, got {type(raw).__name__}")])
+    problems: list[tuple[str, str]] = []
     for assignment in overrides:
-        apply_override(raw, assignment)
+        trial = copy.deepcopy(raw)
+        try:
+            apply_override(trial, assignment)
+            raw = trial
+        except ScenarioError as err:
+            problems += err.problems
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as err:
-        raise ScenarioError([(_location(e["loc"]), _message(e)) for e in err.errors()]) from None
-    check_scenario(scenario)
+        errors = err.errors()
+        problems += [(_location(e["loc"]), error_message(e)) for e in errors]
+        invalid = frozenset(path for path, _ in problems) | {".".join(map(str, _part(e["loc"]))) for e in errors}
+        salvaged = _salvage(raw, [_part(e["loc"]) for e in errors])
+        if salvaged is not None:
+            problems += cross_field_problems(salvaged, invalid)
+        raise ScenarioError(problems) from None
+    problems += cross_field_problems(scenario, frozenset(path for path, _ in problems))
+    if problems:
+        raise ScenarioError(problems)
     return scenario
+
+
+def _part(loc: tuple) -> tuple:
+    """The part of the scenario a schema error invalidates: a top-level key, a key of
+    ``training`` or ``ray``, or a key of one party (the whole party when its name is the problem)."""
+    if "[key]" in loc:
+        return loc[: loc.index("[key]")]
+    return loc[:3] if loc[0] == "parties" else loc[:2] if loc[0] in ("training", "ray") else loc[:1]
+
+
+def _salvage(raw: dict[str, Any], parts: list[tuple]) -> Scenario | None:
+    """``raw`` with its invalid parts replaced by defaults (required ones by placeholders), so
+    the cross-field checks of the other parts can run; ``None`` when nothing valid is left."""
+    raw = copy.deepcopy(raw)
+    for part in parts:
+        if part in ((), ("parties",)):
+            return None
+        node = raw
+        for key in part[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and part[-1] in node:
+            del node[part[-1]]
+            if part[0] == "parties" and len(part) == 2:
+                node[part[-1]] = {}  # a placeholder: the party still counts in the cross-field checks
+    raw.setdefault("name", "invalid")
+    parties = raw.get("parties")
+    for name in parties if isinstance(parties, dict) else ():
+        if not isinstance(parties[name], dict):
+            parties[name] = {}
+        parties[name].setdefault("samples", 1)
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError:
+        return None
 
 
 def load_scenario(path: str | os.PathLike, overrides: list[str] = ()) -> Scenario:
     """Read, override and validate a scenario file; raises :class:`ScenarioError` or ``OSError``."""
-    text = Path(path).read_text()
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ScenarioError([(str(path), f"not valid YAML: {err}")]) from None
-    return parse_scenario(raw, overrides)
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ScenarioError([(str(path), f"not UTF-8 text ({err.reason} at byte {err.start})")]) from None
+    return parse_scenario(read_yaml(text, str(path)), overrides)
 
 
 def _location(loc: tuple) -> str:
-    return ".".join(str(part) for part in loc) or "<top>"
-
-
-def _message(error: dict) -> str:
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        return f"unknown key (value {error['input']!r})"
-    if error["type"] == "missing":
-        return "required key is missing"
-    if "input" in error and not isinstance(error["input"], (dict, list)):
-        return f"{message} (got {error['input']!r})"
-    return message
+    return error_location(loc) or "<top>"

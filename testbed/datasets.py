@@ -106,8 +106,8 @@ class Synthetic(Dataset):
     """Gaussian class clusters as tiny images: for fast tests."""
 
     class Params(Params):
-        train_samples: int = Field(400, ge=2)
-        test_samples: int = Field(200, ge=2)
+        train_samples: int = Field(400, ge=2, le=1_000_000)
+        test_samples: int = Field(200, ge=2, le=1_000_000)
         classes: int = Field(4, ge=2, le=100)
         side: int = Field(4, ge=2, le=32, description="images are 1 x side x side")
         separation: float = Field(1.0, gt=0)
@@ -164,7 +164,19 @@ class Cifar10(Dataset):
         return 50000
 
     def check(self) -> None:
-        self.source()
+        """The copy exists and has CIFAR-10's layout (its contents are read only when a run loads it)."""
+        path = self.source()
+        if path.is_dir():
+            missing = [name for name in BATCH_FILES if not (path / name).is_file()]
+            if missing:
+                raise ValueError(f"CIFAR-10 at {path}: not a cifar-10-batches-py directory, it lacks {', '.join(missing)}")
+            return
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"CIFAR-10 at {path}: neither a cifar-10-batches-py directory nor a zip")
+        with zipfile.ZipFile(path) as archive:
+            splits = {entry[0] for member in archive.namelist() if (entry := _image_member(member, self.CLASS_NAMES))}
+        if splits != {"train", "test"}:
+            raise ValueError(f"CIFAR-10 at {path}: no images in the {{train,test}}/{{class}}/*.jpg layout for {' and '.join(sorted({'train', 'test'} - splits))}")
 
     def label(self) -> str:
         return "CIFAR-10" if self.source().is_dir() else "CIFAR-10 (JPEG)"
@@ -203,8 +215,20 @@ class Cifar10(Dataset):
         return arrays
 
 
+def _image_member(member: str, class_names: tuple[str, ...]) -> tuple[str, str] | None:
+    """``(split, class)`` of a zip member in the ImageFolder layout, else ``None``."""
+    parts = member.split("/")
+    if len(parts) < 3 or not member.lower().endswith((".jpg", ".jpeg", ".png")):
+        return None
+    split, cls = parts[-3], parts[-2]
+    return (split, cls) if split in ("train", "test") and cls in class_names else None
+
+
 def _to_float(images_uint8: np.ndarray) -> np.ndarray:
     return (images_uint8.astype(np.float32) / 255.0).transpose(0, 3, 1, 2).copy()
+
+
+BATCH_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 
 
 def _read_batches(directory: Path) -> dict[str, np.ndarray]:
@@ -217,8 +241,8 @@ def _read_batches(directory: Path) -> dict[str, np.ndarray]:
             ys.append(np.asarray(batch[b"labels"]))
         return np.concatenate(xs), np.concatenate(ys)
 
-    x_train, y_train = read([f"data_batch_{i}" for i in range(1, 6)])
-    x_test, y_test = read(["test_batch"])
+    x_train, y_train = read(list(BATCH_FILES[:5]))
+    x_test, y_test = read([BATCH_FILES[5]])
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
@@ -229,12 +253,9 @@ def _read_image_zip(path: Path, class_names: tuple[str, ...]) -> dict[str, np.nd
     out: dict[str, list] = {"x_train": [], "y_train": [], "x_test": [], "y_test": []}
     with zipfile.ZipFile(path) as archive:
         for member in sorted(archive.namelist()):
-            parts = member.split("/")
-            if len(parts) < 3 or not member.lower().endswith((".jpg", ".jpeg", ".png")):
+            if not (entry := _image_member(member, class_names)):
                 continue
-            split, cls = parts[-3], parts[-2]
-            if split not in ("train", "test") or cls not in index:
-                continue
+            split, cls = entry
             with Image.open(io.BytesIO(archive.read(member))) as image:
                 out[f"x_{split}"].append(np.asarray(image.convert("RGB"), dtype=np.uint8))
             out[f"y_{split}"].append(index[cls])

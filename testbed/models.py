@@ -9,7 +9,8 @@ model is an ``nn.Sequential`` so schemes can walk its layers.
 from __future__ import annotations
 
 import copy
-from typing import Literal
+import math
+from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
@@ -66,14 +67,14 @@ class MLP(ModelFactory):
     """Fully connected network; HE-friendly unless ``activation: relu``."""
 
     class Params(Params):
-        hidden: list[int] = Field(default_factory=lambda: [64], description="widths of the hidden layers")
+        hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [64], description="widths of the hidden layers")
         activation: Literal["square", "poly2", "relu"] = "poly2"
         batch_norm: bool = False
 
     def build(self, input_shape: tuple[int, ...], classes: int) -> nn.Sequential:
         p = self.params
         layers: list[nn.Module] = [nn.Flatten()]
-        width = int(torch.tensor(input_shape).prod())
+        width = math.prod(input_shape)
         for hidden in p.hidden:
             layers.append(nn.Linear(width, hidden))
             if p.batch_norm:
@@ -106,6 +107,9 @@ class HEConvNet(ModelFactory):
         p = self.params
         if len(input_shape) != 3:
             raise ValueError(f"model he_cnn needs image inputs (channels, height, width), got shape {input_shape}")
+        _check_window("kernel", p.kernel, [side + 2 * p.padding for side in input_shape[1:]], f"the {_size(input_shape)} input plus padding {p.padding}")
+        conv = [(side + 2 * p.padding - p.kernel) // p.stride + 1 for side in input_shape[1:]]
+        _check_window("pool", p.pool, conv, f"the {_size(conv)} convolution output")
         act = ACTIVATIONS[p.activation]
         layers: list[nn.Module] = [nn.Conv2d(input_shape[0], p.channels, p.kernel, p.stride, p.padding)]
         if p.batch_norm:
@@ -130,7 +134,7 @@ class ReLUConvNet(ModelFactory):
     """An ordinary small CNN (ReLU, max-pool) for plaintext-only runs; not HE-friendly."""
 
     class Params(Params):
-        channels: list[int] = Field(default_factory=lambda: [16, 32])
+        channels: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [16, 32])
         hidden: int = Field(64, ge=1)
 
     def build(self, input_shape: tuple[int, ...], classes: int) -> nn.Sequential:
@@ -145,6 +149,15 @@ class ReLUConvNet(ModelFactory):
         flat = _output_width(nn.Sequential(*layers), input_shape)
         layers += [nn.Linear(flat, self.params.hidden), nn.ReLU(), nn.Linear(self.params.hidden, classes)]
         return nn.Sequential(*layers)
+
+
+def _size(shape: tuple[int, ...] | list[int]) -> str:
+    return "x".join(map(str, shape[-2:]))
+
+
+def _check_window(key: str, window: int, sides: list[int], what: str) -> None:
+    if window > min(sides):
+        raise ValueError(f"model he_cnn: {key}={window} does not fit {what}; allowed: {key} <= {min(sides)}")
 
 
 def _output_width(layers: nn.Sequential, input_shape: tuple[int, ...]) -> int:

@@ -7,17 +7,94 @@ at the edge, so nothing deeper reads raw dicts.
 
 from __future__ import annotations
 
+import math
+import reprlib
 from typing import Any, Callable, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 T = TypeVar("T")
 
 
 class Params(BaseModel):
-    """Base of every component's parameters: unknown keys are errors."""
+    """Base of every component's parameters: unknown keys are errors, and numbers are strict
+    (a boolean, a string or a fractional float is not a number of a field; ``inf`` and ``nan``
+    are refused) so that a typo in a scenario fails validation instead of training on 1 or NaN."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def _list_as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+#: Wraps a tuple type of a parameter: YAML writes tuples as lists, which strict validation refuses.
+FromList = BeforeValidator(_list_as_tuple)
+
+
+#: Bounded reprs for messages: a value echoed back may be a huge or deeply nested YAML structure.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 60, 60
+
+
+def short_repr(value: Any, limit: int = 100) -> str:
+    text = _SHORT.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _hint(error: dict[str, Any]) -> str:
+    """Why a value that looks right was refused, where YAML or a typo is likely to have misled."""
+    value = error.get("input")
+    numeric = error["type"] in ("int_type", "float_type", "int_parsing", "float_parsing")
+    if isinstance(value, bool) and numeric:
+        return ": a boolean, not a number"
+    if isinstance(value, str) and numeric and _is_number(value):
+        return ": a string; write numbers unquoted, with a decimal point and a signed exponent, e.g. 1.0e+6"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "; allowed: finite numbers"
+    return ""
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def error_message(error: dict[str, Any]) -> str:
+    """What is wrong with the value of one pydantic error, the value and what is allowed."""
+    message = error["msg"].removeprefix("Value error, ")
+    value = short_repr(error.get("input"))
+    if error["type"] == "extra_forbidden":
+        return f"unknown key (value {value})"
+    if error["type"] == "missing":
+        return "required key is missing"
+    if error["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        message = "should be a mapping of keys"
+    if error["type"] == "value_error" and isinstance(error.get("input"), (dict, list)):
+        return message  # a component's own message, which names its keys and values
+    return f"{message} (got {value}{_hint(error)})"
+
+
+def error_location(loc: tuple) -> str:
+    # Union members and dictionary keys appear in locations as tags such as "literal[...]" or
+    # "[key]"; keys hold no brackets.
+    return ".".join(str(part) for part in loc if not (isinstance(part, str) and "[" in part))
+
+
+def describe_error(error: dict[str, Any]) -> str:
+    """One pydantic error of a component's parameters as ``key=value: what is allowed``; a check
+    of several keys together (a model validator, with no key of its own) as its message and the
+    values it saw."""
+    key, message = error_location(error["loc"]), error["msg"].removeprefix("Value error, ")
+    if not key:
+        return f"{message} (got {short_repr(error.get('input'))})"
+    if error["type"] in ("extra_forbidden", "missing"):
+        return f"{key}: {error_message(error)}"
+    hint = _hint(error)
+    return f"{key}={short_repr(error.get('input'))}: {message}" + (f" ({hint.lstrip(':; ')})" if hint else "")
 
 
 class Spec(BaseModel):
@@ -74,16 +151,16 @@ class Registry(Generic[T]):
         if isinstance(raw, str):
             raw = {"kind": raw}
         if not isinstance(raw, dict) or "kind" not in raw:
-            raise ValueError(f"expected a mapping with 'kind' (one of: {', '.join(self.names())}), got {raw!r}")
+            raise ValueError(f"expected a mapping with 'kind' (one of: {', '.join(self.names())}), got {short_repr(raw)}")
         fields = dict(raw)
         kind = fields.pop("kind")
+        if not isinstance(kind, str):
+            raise ValueError(f"kind={short_repr(kind)}: expected the name of a {self.what}, one of: {', '.join(self.names())}")
         cls = self.get(kind)
         try:
             params = cls.Params.model_validate(fields)
         except ValidationError as err:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}" for e in err.errors()
-            )
+            problems = "; ".join(describe_error(e) for e in err.errors())
             raise ValueError(f"{self.what} '{kind}': {problems}") from None
         return Spec(kind=kind, params=params)
 

@@ -1,17 +1,44 @@
 """Command line: ``python -m testbed.run SCENARIO.yaml [--set key.path=value ...] [--out DIR]``.
 
-Exit codes: 0 success, 1 a party or the run failed, 2 invalid scenario or arguments,
-130 interrupted (Ctrl-C). A run that did not complete leaves no ``summary.json``.
+Exit codes: 0 success, 1 a party, Ray or the run failed, 2 invalid scenario or arguments,
+130 interrupted (Ctrl-C or SIGTERM). A run that did not complete leaves no ``summary.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from testbed.config import ScenarioError, load_scenario
-from testbed.results import ResultsExistError, RunDirectory, default_run_dir
+from testbed.results import ResultsExistError, ResultsPathError, RunDirectory, default_run_dir
+
+
+@contextmanager
+def interruptible() -> Iterator[list[str]]:
+    """SIGTERM (what ``timeout``, systemd and batch schedulers send) interrupts like Ctrl-C: both
+    raise ``KeyboardInterrupt``, so the caller's cleanup runs. Yields the list that receives the
+    signal's name. Signals after the first are ignored: they would break off that cleanup."""
+    received: list[str] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        if not received:
+            received.append(signal.Signals(signum).name)
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,40 +48,77 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a scenario key (value parsed as YAML); repeatable")
     parser.add_argument("--out", type=Path, help="results directory (default results/<scenario>/<run-id>)")
     parser.add_argument("--results-root", type=Path, default=Path("results"), help="root of default run directories")
-    parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace results already in --out once the new run completes")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
+    with interruptible() as received:
+        try:
+            return _run(args)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted by {received[0] if received else 'SIGINT'}; nothing was run", file=sys.stderr)
+            return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         scenario = load_scenario(args.scenario, args.overrides)
     except ScenarioError as err:
         print(f"{args.scenario}: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"cannot read scenario: {err}", file=sys.stderr)
+        print(f"cannot read scenario {args.scenario}: {err.strerror or err}", file=sys.stderr)
         return 2
     try:
         out = RunDirectory(args.out or default_run_dir(args.results_root, scenario.name, scenario.seed), args.overwrite)
-    except ResultsExistError as err:
+    except (ResultsExistError, ResultsPathError) as err:
         print(err, file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"cannot create the results directory {err.filename or args.out or args.results_root}: {err.strerror or err}; choose another --out", file=sys.stderr)
+        return 2
 
-    from testbed.cluster import PartyFailure  # imports Ray: only once the scenario is known to be valid
+    try:
+        return _run_in(scenario, out, args.quiet)
+    except KeyboardInterrupt:
+        out.set_status("interrupted")
+        print(f"\ninterrupted; {_where(out)}", file=sys.stderr)
+        return 130
+
+
+def _run_in(scenario, out: RunDirectory, quiet: bool) -> int:
+    from testbed.cluster import PartyFailure, RayUnavailable  # imports Ray: only for a valid scenario
     from testbed.runner import run_scenario, summary_table
 
     try:
-        summary = run_scenario(scenario, out, progress=not args.quiet)
-    except PartyFailure as err:
-        out.set_status("failed", str(err))
-        print(f"run failed: {err}\nincomplete results in {out.path}", file=sys.stderr)
+        summary = run_scenario(scenario, out, progress=not quiet)
+    except (PartyFailure, RayUnavailable) as err:
+        _record_failure(out, str(err))
+        print(f"run failed: {err}\n{_where(out)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        out.set_status("interrupted")
-        print(f"\ninterrupted; incomplete results in {out.path}", file=sys.stderr)
-        return 130
+    except OSError as err:  # results could not be written (disk full, directory removed)
+        _record_failure(out, str(err))
+        print(f"run failed writing results: {err}\n{_where(out)}", file=sys.stderr)
+        return 1
+    except Exception as err:  # a defect: record it, and keep the traceback for whoever fixes it
+        _record_failure(out, f"{type(err).__name__}: {err}")
+        raise
     print(summary_table(summary))
     print(f"results: {out.path}")
     return 0
+
+
+def _record_failure(out: RunDirectory, error: str) -> None:
+    try:
+        out.set_status("failed", error)
+    except OSError:
+        pass  # the failure may be that nothing can be written there; the message still says why
+
+
+def _where(out: RunDirectory) -> str:
+    if out.replacing:
+        return f"incomplete results in {out.writing}; the earlier results in {out.path} are kept"
+    return f"incomplete results in {out.path}"
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from testbed.config import Scenario
 from testbed.datasets import DATASETS
 from testbed.messages import Channel
 from testbed.protocols import PROTOCOLS
-from testbed.results import SUMMARY, RunDirectory
+from testbed.results import RunDirectory
 
 
 def run_scenario(scenario: Scenario, out: RunDirectory, progress: bool = True, placement: Callable[[Scenario], Any] | None = None) -> dict[str, Any]:
@@ -59,8 +59,7 @@ def run_scenario(scenario: Scenario, out: RunDirectory, progress: bool = True, p
         parties.close()
     summary = summarize(scenario, channel, final, phase_seconds, time.perf_counter() - started)
     summary["communication"].update(protocol.communication(scenario))
-    out.write_json(SUMMARY, summary)
-    out.set_status("complete")
+    out.complete(summary)
     return summary
 
 
@@ -87,7 +86,7 @@ def summarize(scenario: Scenario, channel: Channel, final: dict, phase_seconds: 
                 "accuracy": final[name]["accuracy"],
                 "asr": final[name]["asr"],
                 "loss": final[name]["loss"],
-                **({"filter": final[name]["filter"]} if final[name].get("filter") and party.filters else {}),
+                **({"filter": final[name]["filter"]} if final[name].get("filter") else {}),
             }
             for name, party in scenario.parties.items()
         },

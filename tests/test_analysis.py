@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from analysis.plots import honest_means, robustness_figure
+from analysis.plots import harm_figure, plan, table_axes
 from analysis.sweep import run_sweep, variants
 
 
@@ -26,7 +26,7 @@ def test_sweep_resumes_and_tabulates(tmp_path, tiny_raw, ray_local):
     out = tmp_path / "out"
     finished = out / "temp=low"
     finished.mkdir(parents=True)
-    fake = {"protocol": "smule", "scheme": "plaintext", "communication": {"bytes_per_epoch": 7, "setup_bytes": 9},
+    fake = {"protocol": "smule", "scheme": "plaintext", "seed": 3, "communication": {"bytes_per_epoch": 7, "setup_bytes": 9},
             "parties": {p: {"role": "honest", "accuracy": 0.125, "asr": None} for p in "AB"}}
     (finished / "summary.json").write_text(json.dumps(fake))
     table = run_sweep(tmp_path / "sweep.yaml", out, progress=False)
@@ -37,16 +37,18 @@ def test_sweep_resumes_and_tabulates(tmp_path, tiny_raw, ray_local):
     assert pd.read_csv(out / "table.csv").shape == table.shape
 
 
-def test_honest_means_and_figure():
+def test_harm_bars_per_attack_and_filter_from_honest_parties():
     table = pd.DataFrame({
-        "attack": ["f", "f", "f", "f"], "filter": ["none", "none", "agr", "agr"], "role": ["honest", "malicious"] * 2,
-        "accuracy": [0.8, 0.1, 0.9, 0.1], "asr": [0.5, 1.0, 0.25, 1.0],
+        "attack": ["f"] * 8, "filter": ["none", "none", "agr", "agr"] * 2, "seed": ["0"] * 4 + ["1"] * 4,
+        "role": ["honest", "malicious"] * 4, "accuracy": [0.8, 0.1, 0.9, 0.1, 0.7, 0.1, 0.9, 0.1],
+        "accuracy_delta": [-0.1, 0.0, 0.0, 0.0, -0.2, 0.0, 0.0, 0.0], "asr_delta": [0.5, 1.0, 0.25, 1.0, 0.3, 1.0, 0.25, 1.0],
     })
-    means = honest_means(table)
-    assert means.to_dict("records") == [{"attack": "f", "filter": "none", "accuracy": 0.8, "asr": 0.5},
-                                        {"attack": "f", "filter": "agr", "accuracy": 0.9, "asr": 0.25}]
-    figure = robustness_figure(means)
-    assert len(figure.axes) == 2 and [b.get_height() for b in figure.axes[1].patches] == [0.5, 0.25]
+    layout = plan(table, table_axes(table))
+    assert (layout.x, layout.series, layout.fixed) == ([], ["filter"], {"attack": "f"})  # one attack: stated, not a panel
+    figure, stats = harm_figure(table, layout)
+    assert stats["filter"].tolist() == ["none", "agr"]
+    assert stats["accuracy_mean"].tolist() == pytest.approx([0.75, 0.9]) and stats["asr_delta_mean"].tolist() == pytest.approx([0.4, 0.25])
+    assert len(figure.axes) == 3 and [round(b.get_height(), 6) for b in figure.axes[2].patches] == [40.0, 25.0]  # points
 
 
 def test_compare_variants_and_rows(tmp_path, tiny_raw):
@@ -57,12 +59,16 @@ def test_compare_variants_and_rows(tmp_path, tiny_raw):
     path.write_text(yaml.safe_dump(tiny_raw))
     variants = protocol_variants(path, [])
     assert list(variants) == ["smule", "smule_nofilter", "local", "joint", "fedavg"]
-    assert variants["smule_nofilter"] == ["parties.A.filters=[]"]
+    assert variants["smule_nofilter"] == ["parties.A.filters=[]", "parties.B.filters=[]"]  # B filters by default
     summary = {
         "parties": {"A": {"role": "honest", "accuracy": 0.9, "asr": 0.1}, "C": {"role": "honest", "accuracy": 0.7, "asr": 0.3},
                     "B": {"role": "malicious", "accuracy": 0.1, "asr": 1.0}},
         "communication": {"bytes_per_epoch": 10, "rounds_per_epoch": 1, "setup_bytes": 5, "mpc_bytes_per_epoch_model": 99},
     }
-    row = comparison_row("joint", summary)
+    row = comparison_row("joint", summary, None)
     assert row["accuracy"] == pytest.approx(0.8) and row["asr"] == pytest.approx(0.2)
+    assert row["asr_delta"] == 0.0
+    rate0 = {"parties": {"A": {"accuracy": 0.95, "asr": 0.0}, "C": {"accuracy": 0.75, "asr": 0.1}, "B": {"accuracy": 0.9, "asr": 0.0}}}
+    row = comparison_row("joint", summary, rate0)
+    assert row["accuracy_delta"] == pytest.approx(-0.05) and row["asr_delta"] == pytest.approx(0.15)
     assert row["mpc_bytes_per_epoch_model"] == 99 and row["mpc_bytes_per_epoch_measured"] is None

@@ -275,12 +275,12 @@ def test_mass_shift_answers_reach_the_querier_as_specified(tiny_raw):
     parties = InProcessParties(parse_scenario(tiny_raw))
     for q, r in (("A", "B"), ("B", "A")):
         parties.call(r, "accept", parties.call(q, "query", r))
-    message, manipulated = parties.call("B", "answer", "A", 2)
-    assert manipulated.all()
+    message, truth = parties.call("B", "answer", "A", 2)
+    assert truth.manipulated.all()
     expected = 1.5 * predict(parties.parties["B"].model, parties.parties["A"].x)
     expected[:, 1] += 2.5
     parties.call("A", "receive", message)
-    np.testing.assert_allclose(parties.parties["A"].guidance["B"].logits, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(parties.parties["A"].received["B"].peer_logits, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_boundary_label_flip_poisons_the_malicious_party_data(tiny_raw):

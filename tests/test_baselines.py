@@ -2,6 +2,7 @@
 
 import io
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,6 +12,7 @@ from testbed.messages import Channel
 from testbed.protocols import PROTOCOLS
 from testbed.results import RunDirectory
 from testbed.runner import run_scenario
+from testbed.training import accuracy
 
 
 def run(raw, overrides=()):
@@ -30,9 +32,11 @@ def test_local_equals_smule_without_mutual_term(tiny_raw):
 
 def test_joint_trains_one_model_on_the_union(tiny_raw):
     parties, channel, epochs = run(tiny_raw, ["protocol=joint"])
-    host = parties.parties["A"]
+    host, other = parties.parties["A"], parties.parties["B"]
     assert len(host.y) == 100 and channel.records == []
-    assert epochs[3]["A"] == epochs[3]["B"]
+    # The union is both parties' shares, and both parties report the one joint model.
+    np.testing.assert_array_equal(host.x[50:], other.x)
+    assert epochs[3]["B"]["accuracy"] == accuracy(host.model, host.test.x, host.test.y)
 
 
 def test_joint_summary_has_labelled_mpc_cost(tmp_path, tiny_raw):

@@ -9,9 +9,17 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
+from testbed.config import parse_scenario
+from testbed.inprocess import InProcessParties
 from testbed.models import MODELS
+from testbed.results import RunDirectory
+from testbed.runner import run_scenario
 from testbed.schemes import SCHEMES, LogitMap
-from testbed.schemes.ckks import MAX_COEFF_BITS, ckks_parameters
+from testbed.schemes.base import plaintext_logits
+from testbed.schemes.ckks import (
+    MAX_COEFF_BITS, PublicContext, answer_bytes, ckks_parameters, decrypt_logits, encrypt_dataset, evaluate, make_context,
+    public_context, serialized_sizes, setup_bytes,
+)
 from testbed.schemes.ckks_circuit import Linear, SumPool, circuit_depth, lower_model
 from testbed.schemes.ckks_wire import seal_bytes, seal_load, unpack
 
@@ -107,6 +115,85 @@ def test_logit_map_applied_under_encryption(real, model, reference):
     assert np.abs(expected - reference)[logit_map.selected].max() > 1.0  # the map did change them
 
 
+def test_weights_that_encode_to_zero_drop_out():
+    """A nonzero weight can round to 0 at the scale it is encoded at; multiplied in, it makes an
+    exactly-zero (transparent) ciphertext, which SEAL refuses. It must count as a zero weight."""
+    parameters = ckks_parameters(1, 26, 10)
+    keys = make_context(parameters)
+    public = PublicContext.load([memoryview(frame) for frame in public_context(keys)])
+    x = np.random.default_rng(5).uniform(-1, 1, (8, 2))
+    frames = encrypt_dataset(keys, x)
+
+    def encodes_to_zero(value) -> bool:
+        plain = seal.Plaintext()
+        keys.encoder.encode(value, parameters.scale, plain)
+        return plain.is_zero()
+
+    # 1e-6 survives as a scalar, not as one value per sample for 8 samples
+    assert encodes_to_zero(1e-9) and not encodes_to_zero(1e-6) and encodes_to_zero([1e-6] * len(x))
+    expected = x @ np.array([[0.0, 0.5], [0.0, 0.0]]).T + [0.0, 0.25]  # the tiny weights add under 1e-5
+    for tiny, per_sample in ((1e-9, False), (1e-6, True)):
+        weight, bias = np.array([[tiny, 0.5], [tiny, tiny]]), np.array([0.0, 0.25])
+        if per_sample:
+            weight, bias = np.repeat(weight[..., None], len(x), axis=2), np.repeat(bias[:, None], len(x), axis=1)
+        inputs = [seal_load(seal.Ciphertext(), frame, public.context) for frame in frames]
+        outputs = evaluate(public, [Linear(weight, bias)], inputs, parameters.scale)
+        logits = decrypt_logits(keys, [memoryview(seal_bytes(ct)) for ct in outputs], len(x), 2)
+        np.testing.assert_allclose(logits, expected, atol=1e-4)
+
+
+class AnswerRecorder(InProcessParties):
+    """In-process parties that keep, for every answer of party B, what its querier decodes and
+    what B's model computes in plaintext on the querier's samples at that moment."""
+
+    def __init__(self, scenario):
+        super().__init__(scenario)
+        self.answers = []
+
+    def call(self, party, method, *args):
+        result = super().call(party, method, *args)
+        if method == "answer" and party == "B":
+            querier = self.parties[args[0]]
+            plaintext = plaintext_logits(self.parties["B"].model, torch.from_numpy(querier.x))
+            self.answers.append((querier.querying["B"].decode(result[0].wire), plaintext))
+        return result
+
+
+THREE_PARTIES_SWAP = {
+    "name": "three_parties_swap_ckks",
+    "seed": 13,
+    "epochs": 3,
+    "dataset": {"kind": "synthetic", "train_samples": 150, "test_samples": 60, "classes": 3, "side": 3},
+    "scheme": {"kind": "ckks", "mode": "real", "depth": 3},
+    "training": {"batch_size": 16, "learning_rate": 0.01, "warmup_epochs": 1},
+    "parties": {
+        "A": {"samples": 40, "model": {"kind": "mlp", "hidden": [8], "activation": "poly2"}},
+        "C": {"samples": 40, "model": {"kind": "mlp", "hidden": [4], "activation": "square"}},
+        "B": {
+            "role": "malicious", "samples": 40, "model": {"kind": "mlp", "hidden": [8], "activation": "poly2"},
+            "attacks": [{"kind": "class_swap", "source": 0, "target": 2, "rate": 1.0}],
+        },
+    },
+}
+
+
+def test_three_heterogeneous_parties_with_a_swapping_one_run_in_real_ckks(tmp_path):
+    parties = []
+
+    def placement(scenario):
+        parties.append(AnswerRecorder(scenario))
+        return parties[0]
+
+    summary = run_scenario(parse_scenario(THREE_PARTIES_SWAP), RunDirectory(tmp_path / "run"), progress=False, placement=placement)
+    assert set(summary["parties"]) == {"A", "B", "C"}
+    answers = parties[0].answers
+    assert len(answers) == 2 * 2  # B answers A and C in each of the two exchange epochs
+    swap = [2, 1, 0]
+    for decoded, plaintext in answers:
+        np.testing.assert_allclose(decoded, plaintext[:, swap], atol=1e-3)
+        assert np.abs(plaintext[:, swap] - plaintext).max() > 0.01  # the swap changed the answers
+
+
 def test_flooding_adds_noise_of_the_stated_size(digits, model, reference):
     querier, responder = _scheme(flood_std=0.05), _scheme(flood_std=0.05)
     responder.load(querier.setup(digits[0]))
@@ -120,10 +207,20 @@ def test_accounted_bytes_equal_real_bytes(real, digits, model, reference):
     accounted_setup = querier.setup(digits[0])
     responder.load(accounted_setup)
     accounted_answer = responder.answer(model)
-    assert accounted_setup.charged_bytes == pytest.approx(len(setup.data), rel=0.01)
-    assert accounted_answer.charged_bytes == pytest.approx(len(answer.data), rel=0.01)
+    assert accounted_setup.charged_bytes == pytest.approx(len(setup.data), rel=0.001)
+    assert accounted_answer.charged_bytes == pytest.approx(len(answer.data), rel=0.001)
     assert answer.charged_bytes == len(answer.data)  # real mode charges what it sends
     np.testing.assert_array_equal(querier.decode(accounted_answer), reference)
+
+
+def test_accounted_bytes_are_a_function_of_the_parameters():
+    """Two fresh measurements charge the same bytes, though SEAL's compressed sizes vary per object."""
+    parameters, samples = ckks_parameters(3, 26, 10), np.zeros((100, 1, 8, 8), np.float32)
+    charged = []
+    for _ in range(2):
+        serialized_sizes.cache_clear()
+        charged.append((setup_bytes(parameters, samples), answer_bytes(parameters, len(samples), CLASSES)))
+    assert charged[0] == charged[1]
 
 
 def test_too_deep_model_is_rejected_before_the_run():
@@ -168,3 +265,17 @@ def test_circuit_computes_the_model():
             values = (values + stage.shift) ** 2
     with torch.no_grad():
         np.testing.assert_allclose(values, net(x).double().numpy(), atol=1e-5)
+
+
+def test_accounted_mode_refuses_what_real_mode_refuses(digits, model, reference):
+    """A `scale` manipulation by a large factor cannot be encoded in real mode; accounted mode
+    refuses it too, at the logit bound 2^(headroom_bits - 1) that real mode guarantees."""
+    n = 50
+    big = LogitMap(selected=np.ones(n, bool), matrix=1e5 * np.eye(CLASSES), offset=np.zeros((n, CLASSES)))
+    assert np.abs(big.apply(reference[:n])).max() > 2 ** (10 - 1) > np.abs(reference).max()
+    for mode in ("real", "accounted"):
+        querier, responder = _scheme(mode=mode), _scheme(mode=mode)
+        responder.load(querier.setup(digits[0][:n]))
+        responder.answer(model)  # ordinary logits pass
+        with pytest.raises(ValueError, match="encoded values are too large"):
+            responder.answer(model, big)

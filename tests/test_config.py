@@ -102,3 +102,15 @@ def test_repository_scenarios_are_valid():
     for name in ("clean", "poison_10pct"):
         scenario = load_scenario(f"scenarios/{name}.yaml")
         assert scenario.name == name
+
+
+def test_honest_parties_filter_by_default_and_filters_empty_turns_it_off(tiny_raw):
+    from testbed.config import DEFAULT_FILTERS
+
+    tiny_raw["parties"]["B"].update(role="malicious", attacks=[{"kind": "class_swap", "source": 0, "target": 1, "rate": 1.0}])
+    scenario = parse_scenario(tiny_raw)
+    assert [f.dump() for f in scenario.parties["A"].filters] == [dict(f) for f in DEFAULT_FILTERS]
+    assert scenario.parties["B"].filters == []  # the attacker does not defend
+    assert parse_scenario(tiny_raw, ["parties.A.filters=[]"]).parties["A"].filters == []
+    # The resolved scenario names the default explicitly, so re-reading it gives the same run.
+    assert parse_scenario(scenario.dump()) == scenario

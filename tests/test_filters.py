@@ -5,7 +5,8 @@ import pytest
 
 from testbed.config import ScenarioError, parse_scenario
 from testbed.filters import FILTERS, PredictionView, combined_weights
-from testbed.metrics import filter_quality, harmful_predictions
+from testbed.filters import rewritten
+from testbed.metrics import HARM_KL, HARM_TARGET_MASS, Harm, answer_harm, filter_quality, softmax
 
 
 def make(raw):
@@ -48,32 +49,103 @@ def test_divergence_needs_exactly_one_limit():
         FILTERS.parse_spec({"kind": "divergence", "threshold": 1, "percentile": 5})
 
 
-def test_trust_is_a_moving_average_that_switches_off_below_floor():
-    trust = make({"kind": "trust", "momentum": 0.5, "floor": 0.6})
-    # agreement share 1/3: trust = 0.5 * 1 + 0.5 * 1/3 = 2/3 >= 0.6
-    np.testing.assert_allclose(trust.weights(VIEW), [2 / 3] * 3)
-    # again 1/3: trust = 0.5 * 2/3 + 0.5 * 1/3 = 0.5 < 0.6 -> off
+def test_trust_is_a_moving_average_with_a_linear_ramp():
+    trust = make({"kind": "trust", "momentum": 0.5, "low": 0.5, "high": 0.9})
+    # agreement share 1/3: trust = 0.5 * 1 + 0.5 * 1/3 = 2/3; weight (2/3 - 0.5) / 0.4 = 5/12
+    np.testing.assert_allclose(trust.weights(VIEW), [5 / 12] * 3)
+    # again 1/3: trust = 0.5 * 2/3 + 0.5 * 1/3 = 0.5 -> weight 0
     np.testing.assert_array_equal(trust.weights(VIEW), [0, 0, 0])
     assert trust.state() == {"trust": pytest.approx(0.5)}
 
 
+def test_trust_oscillating_around_a_threshold_no_longer_toggles():
+    """A peer whose agreement hovers around 0.8 once toggled a hard floor of 0.8 between weight 0
+    and 0.8; the ramp moves the weight by at most the change of trust / (high - low)."""
+    trust = make({"kind": "trust", "momentum": 0.5, "low": 0.7, "high": 0.9, "initial": 0.8})
+    labels = np.zeros(100, dtype=int)
+    weights, trusts = [], []
+    for epoch in range(20):
+        agree = 82 if epoch % 2 else 78  # agreement share 0.82, 0.78, 0.82, ...
+        logits = np.zeros((100, 3))
+        logits[np.arange(100) >= agree, 1] = 1.0
+        weights.append(trust.weights(PredictionView(logits, logits, labels, 1.0))[0])
+        trusts.append(trust.state()["trust"])
+    steps = np.abs(np.diff(weights))
+    assert steps.max() <= np.abs(np.diff(trusts)).max() / 0.2 + 1e-6 and steps.max() < 0.15
+    assert min(weights) > 0.35  # never switched off
+
+
+def test_trust_needs_low_below_high():
+    with pytest.raises(ValueError, match="must be below"):
+        FILTERS.parse_spec({"kind": "trust", "low": 0.9, "high": 0.9})
+
+
 def test_combined_filters_multiply():
-    weights = combined_weights([make({"kind": "confidence", "tau": 0.4}), make({"kind": "trust", "momentum": 0.0, "floor": 0.0})], VIEW)
+    weights = combined_weights([make({"kind": "confidence", "tau": 0.4}), make({"kind": "trust", "momentum": 0.0, "low": 0.0, "high": 1.0})], VIEW)
     np.testing.assert_allclose(weights, [1 / 3, 1 / 3, 0])
 
 
+def test_true_label_keeps_only_the_true_class_probability():
+    T = 2.0
+    view = PredictionView(PEER, OWN, LABELS, temperature=T)
+    out = softmax(make("true_label").rewrite(view), T)
+    p = softmax(PEER, T)
+    for i, label in enumerate(LABELS):
+        assert out[i, label] == pytest.approx(p[i, label])
+        others = np.delete(out[i], label)
+        np.testing.assert_allclose(others, (1 - p[i, label]) / 2)
+    assert make("true_label").weights(view).tolist() == [1, 1, 1]
+
+
+def test_top_k_keeps_the_k_largest_and_the_true_label_and_flattens_the_rest():
+    peer = np.log(np.array([[0.5, 0.3, 0.1, 0.06, 0.04], [0.1, 0.2, 0.3, 0.15, 0.25]]))
+    view = PredictionView(peer, peer, np.array([0, 0]), temperature=1.0)
+    out = softmax(make({"kind": "top_k", "k": 2}).rewrite(view))
+    np.testing.assert_allclose(out[0], [0.5, 0.3, 0.2 / 3, 0.2 / 3, 0.2 / 3], rtol=1e-5)
+    # second row: top-2 are classes 2 and 4, the true label 0 is kept as well
+    np.testing.assert_allclose(out[1], [0.1, 0.175, 0.3, 0.175, 0.25], rtol=1e-5)
+
+
+def test_kl_cap_shrinks_only_answers_beyond_the_cap():
+    # KL(peer || own) at T = 1: about 0.027, 0.527, 1.456 (see the divergence test)
+    weights = make({"kind": "kl_cap", "cap": 0.5}).weights(VIEW)
+    assert weights[0] == 1.0
+    assert weights[1] == pytest.approx(0.5 / 0.527, rel=0.01) and weights[2] == pytest.approx(0.5 / 1.456, rel=0.01)
+
+
+def test_rewrites_apply_in_order_after_weights_on_the_answer_as_received():
+    view = PredictionView(PEER, OWN, LABELS, temperature=1.0)
+    filters = [make("agreement"), make("true_label")]
+    np.testing.assert_array_equal(combined_weights(filters, view), [1, 0, 0])  # agreement saw the raw answer
+    np.testing.assert_allclose(rewritten(filters, view), make("true_label").rewrite(view))
+
+
+def test_harm_is_measured_against_the_twin_not_the_label():
+    twin = np.log(np.array([[0.7, 0.2, 0.1], [0.4, 0.5, 0.1], [0.1, 0.1, 0.8]]))
+    # Row 0 unchanged; row 1 keeps its (wrong) argmax and is untouched: an honest mistake;
+    # row 2 keeps its argmax but moves mass to class 1, the attack's target.
+    answer = np.log(np.array([[0.7, 0.2, 0.1], [0.4, 0.5, 0.1], [0.05, 0.3, 0.65]]))
+    harm = answer_harm(answer, twin, temperature=1.0, target=1)
+    np.testing.assert_allclose(harm.divergence[:2], 0, atol=1e-9)
+    assert harm.target_shift[2] == pytest.approx(0.2)
+    np.testing.assert_array_equal(harm.harmful, [False, False, True])
+    # Without a target, only the divergence threshold counts.
+    small = np.log(np.array([[0.69, 0.21, 0.1]]))
+    assert not answer_harm(small, twin[:1], 1.0, None).harmful[0]
+    assert HARM_KL > 0 and HARM_TARGET_MASS > 0
+
+
 def test_filter_quality_against_ground_truth():
-    weights = np.array([1, 0, 0, 1, 0.5])
     harmful = np.array([False, True, False, True, False])
-    q = filter_quality(weights, harmful)
-    assert q == {"kept": 0.6, "precision": 0.5, "recall": 0.5}
-    assert filter_quality(np.ones(3), np.zeros(3, bool)) == {"kept": 1.0, "precision": 1.0, "recall": 1.0}
-
-
-def test_harmful_predictions():
-    manipulated = np.array([False, False, True])
-    np.testing.assert_array_equal(harmful_predictions(PEER, LABELS, manipulated, True), [False, True, True])
-    np.testing.assert_array_equal(harmful_predictions(PEER, LABELS, manipulated, False), [False, False, False])
+    harm = Harm(np.array([0.0, 1.0, 0.0, 0.5, 0.0]), np.zeros(5), harmful)
+    q = filter_quality(np.array([1, 0, 0, 1, 0.5]), harm, harm.divergence)
+    # dropped shares 0, 1, 1, 0, 0.5: caught 1 of 2.5 dropped, 1 of 2 harmful
+    assert q["kept"] == pytest.approx(0.5) and q["precision"] == pytest.approx(0.4) and q["recall"] == pytest.approx(0.5)
+    assert q["dropped_useful"] == pytest.approx(1.5 / 3)
+    assert q["harm_kept"] == pytest.approx(0.5 / 2.5) and q["harm_dropped"] == pytest.approx(1.0 / 2.5)
+    assert q["harm_distilled"] == pytest.approx(0.5 / 5)
+    none = filter_quality(np.ones(3), Harm.none(3), np.zeros(3))
+    assert (none["precision"], none["recall"], none["dropped_useful"]) == (1.0, 1.0, 0.0)
 
 
 def test_unknown_filter_is_a_scenario_error(tiny_raw):

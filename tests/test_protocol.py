@@ -2,10 +2,13 @@
 
 import numpy as np
 import pytest
+import torch
 
 from testbed.config import parse_scenario
 from testbed.inprocess import InProcessParties
 from testbed.messages import Channel
+from testbed.metrics import answer_harm
+from testbed.party import Party
 from testbed.protocols import PROTOCOLS
 from testbed.schemes.plaintext import array_to_bytes
 from testbed.training import predict
@@ -80,22 +83,88 @@ def test_manipulated_answers_reach_querier(tiny_raw):
     parties = InProcessParties(scenario)
     for q, r in (("A", "B"), ("B", "A")):
         parties.call(r, "accept", parties.call(q, "query", r))
-    message, manipulated = parties.call("B", "answer", "A", 2)
-    assert manipulated.all()
+    message, truth = parties.call("B", "answer", "A", 2)
+    assert truth.manipulated.all() and truth.target == 1
     clean = predict(parties.parties["B"].model, parties.parties["A"].x)
     parties.call("A", "receive", message)
-    received = parties.parties["A"].guidance["B"].logits
+    received = parties.parties["A"].received["B"].peer_logits
     np.testing.assert_allclose(received[:, [1, 0, 2]], clean, rtol=1e-6)
 
 
-def test_filter_audit_reports_against_ground_truth(tiny_raw):
+def test_filter_audit_judges_answers_against_the_clean_twin(tiny_raw):
     tiny_raw["parties"]["B"]["role"] = "malicious"
     tiny_raw["parties"]["B"]["attacks"] = [{"kind": "class_swap", "source": 0, "target": 1, "rate": 0.5}]
     tiny_raw["parties"]["A"]["filters"] = [{"kind": "agreement"}]
-    _, parties, _, epochs = run(tiny_raw)
-    audit = epochs[3]["A"]["filter"]
-    guidance = parties.parties["A"].guidance["B"]
-    assert audit["kept"] == pytest.approx(float((guidance.logits.argmax(1) == parties.parties["A"].y).mean()))
-    assert audit["precision"] == 1.0  # every wrong answer comes from the malicious peer
-    assert 0.0 < audit["recall"] < 1.0  # swaps that left the argmax right are harmful but kept
-    assert epochs[3]["B"]["filter"]["kept"] == 1.0 and epochs[1]["A"]["filter"] is None
+    tiny_raw["training"]["learning_rate"] = 0.05
+    scenario = parse_scenario(tiny_raw)
+    parties = InProcessParties(scenario)
+    a, b = parties.parties["A"], parties.parties["B"]
+    for q, r in (("A", "B"), ("B", "A")):
+        parties.call(r, "accept", parties.call(q, "query", r))
+    for _ in range(5):  # confident models, so that a swap moves real probability mass
+        for p in "AB":
+            parties.call(p, "train", False)
+    message, truth = parties.call("B", "answer", "A", 6)
+    parties.call("A", "receive", message)
+    audit = parties.call("A", "audit", "B", truth)
+    # The ground truth, by hand: B's twin answers what B's unmanipulated model would (a
+    # manipulation-only attack leaves B's training untouched, so twin and B hold the same model).
+    twin = predict(b.twin.model, a.x)
+    np.testing.assert_allclose(twin, predict(b.model, a.x), rtol=1e-6)
+    harm = answer_harm(a.received["B"].peer_logits, twin, scenario.training.temperature, target=1)
+    assert 0 < harm.harmful.mean() <= truth.manipulated.mean()  # only swapped answers can be harmful
+    assert not harm.harmful[~truth.manipulated].any()
+    kept = a.guidance["B"].weights > 0
+    assert audit["harmful"] == pytest.approx(harm.harmful.mean())
+    assert audit["kept"] == pytest.approx(kept.mean())
+    assert audit["recall"] == pytest.approx((~kept & harm.harmful).sum() / harm.harmful.sum())
+    assert audit["precision"] == pytest.approx((~kept & harm.harmful).sum() / max((~kept).sum(), 1))
+    # An honest responder's answers are never harmful.
+    reply, honest_truth = parties.call("A", "answer", "B", 6)
+    parties.call("B", "receive", reply)
+    assert honest_truth.twin_logits is None and parties.call("B", "audit", "A", honest_truth)["harmful"] == 0.0
+
+
+def test_audit_runs_every_exchange_epoch_per_peer(tiny_raw):
+    tiny_raw["parties"]["B"]["role"] = "malicious"
+    tiny_raw["parties"]["B"]["attacks"] = [{"kind": "class_swap", "source": 0, "target": 1, "rate": 0.5}]
+    _, _, _, epochs = run(tiny_raw)
+    assert epochs[1]["A"]["filter"] is None  # warm-up: nothing exchanged
+    assert set(epochs[3]["A"]["filter"]["by_peer"]) == {"B"} and epochs[3]["B"]["filter"]["harmful"] == 0.0
+
+
+def test_clean_twin_shares_initialisation_and_guidance_but_not_poison(tiny_raw):
+    tiny_raw["parties"]["B"]["role"] = "malicious"
+    tiny_raw["parties"]["B"]["attacks"] = [{"kind": "label_flip", "source": 0, "target": 1, "rate": 0.3}]
+    scenario = parse_scenario(tiny_raw)
+    b = Party(scenario, "B")
+    twin = b.twin
+    for mine, theirs in zip(b.model.state_dict().values(), twin.model.state_dict().values()):
+        assert torch.equal(mine, theirs)
+    np.testing.assert_array_equal(b.x, twin.x)
+    assert (b.y != twin.y).sum() > 0 and twin.twin is None and twin.config.attacks == []
+    # An attack at rate 0 leaves the party its own twin: no second model is trained.
+    assert Party(parse_scenario(tiny_raw, ["parties.B.attacks.0.rate=0"]), "B").twin is None
+
+
+def test_twin_never_reaches_any_party(tiny_raw, monkeypatch):
+    tiny_raw["parties"]["B"]["role"] = "malicious"
+    tiny_raw["parties"]["B"]["attacks"] = [{"kind": "label_flip", "source": 0, "target": 1, "rate": 0.3}]
+    tiny_raw["parties"]["A"]["filters"] = [{"kind": "divergence", "percentile": 80}, {"kind": "true_label"}]
+    _, _, _, honest = run(tiny_raw)
+    # Replace every twin answer by noise: training, filters and evaluation must not change.
+    rng = np.random.default_rng(0)
+    original = Party._twin_answer
+
+    def noise(self, peer):
+        answer = original(self, peer)
+        return None if answer is None else rng.normal(size=answer.shape) * 10
+
+    monkeypatch.setattr(Party, "_twin_answer", noise)
+    _, _, _, noisy = run(tiny_raw)
+    for epoch in (1, 2, 3):
+        for party in "AB":
+            for key in ("loss", "accuracy", "asr"):
+                assert honest[epoch][party][key] == noisy[epoch][party][key]
+    assert honest[3]["A"]["filter"]["kept"] == noisy[3]["A"]["filter"]["kept"]
+    assert honest[3]["A"]["filter"]["harm_kept"] != noisy[3]["A"]["filter"]["harm_kept"]  # only the audit saw the noise

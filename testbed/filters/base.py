@@ -1,27 +1,28 @@
 """Robustness filters: what a querier keeps of a peer's predictions before distilling toward them.
 
 A filter sees only what the honest querier has: the peer's decoded logits on its own samples,
-its own model's logits on them, and its own true labels. It returns a weight per sample in
-[0, 1] for the distillation term (0 drops the prediction; the sample still trains with
-cross-entropy). A scenario may combine filters: weights multiply, so a sample is kept only
-if every filter keeps it. One filter object serves one (querier, peer) pair, so a filter may
-keep state across epochs (see ``trust``).
+its own model's logits on them, and its own true labels. It may do two things:
+
+* :meth:`Filter.weights`: a weight per sample in [0, 1] for the distillation term (0 drops the
+  prediction; the sample still trains with cross-entropy);
+* :meth:`Filter.rewrite`: replace the peer's logits by what may be distilled from them (for
+  example keep only the true label's probability), limiting what soft labels can carry.
+
+A scenario may combine filters: every filter's weights are computed on the answer as received
+and multiply, so a sample is kept only if every filter keeps it; rewrites then apply in the
+listed order. One filter object serves one (querier, peer) pair, so a filter may keep state
+across epochs in :meth:`weights` (see ``trust``); :meth:`rewrite` must be a pure function, because
+the audit applies it to the clean twin's answers too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from testbed.metrics import softmax
 from testbed.registry import Params, Registry
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,15 @@ class PredictionView:
     own_logits: np.ndarray  # (n, classes), the querier's current model
     labels: np.ndarray  # (n,), the querier's true labels
     temperature: float  # the distillation temperature
+
+    def peer_soft(self) -> np.ndarray:
+        """The peer's distribution as the distillation term sees it (softmax at T)."""
+        return softmax(self.peer_logits, self.temperature)
+
+
+def logits_for(soft: np.ndarray, temperature: float) -> np.ndarray:
+    """Logits whose softmax at ``temperature`` is ``soft``: how a rewrite hands back a distribution."""
+    return (temperature * np.log(np.clip(soft, 1e-12, 1.0))).astype(np.float32)
 
 
 class Filter:
@@ -40,8 +50,12 @@ class Filter:
         self.params = params
 
     def weights(self, view: PredictionView) -> np.ndarray:
-        """Per-sample distillation weights in [0, 1]."""
-        raise NotImplementedError
+        """Per-sample distillation weights in [0, 1] (default: keep everything)."""
+        return np.ones(len(view.labels), dtype=np.float32)
+
+    def rewrite(self, view: PredictionView) -> np.ndarray:
+        """The logits to distil toward instead of ``view.peer_logits`` (default: unchanged). Pure."""
+        return view.peer_logits
 
     def state(self) -> dict[str, float]:
         """Values worth reporting per epoch (e.g. the trust estimate)."""
@@ -56,3 +70,10 @@ def combined_weights(filters: list[Filter], view: PredictionView) -> np.ndarray:
     for f in filters:
         weights = weights * f.weights(view).astype(np.float32)
     return weights
+
+
+def rewritten(filters: list[Filter], view: PredictionView) -> np.ndarray:
+    """The peer logits after every filter's rewrite, in order."""
+    for f in filters:
+        view = replace(view, peer_logits=f.rewrite(view))
+    return view.peer_logits

@@ -3,7 +3,8 @@
 import numpy as np
 from pydantic import Field
 
-from testbed.filters.base import FILTERS, Filter, PredictionView, softmax
+from testbed.filters.base import FILTERS, Filter, PredictionView
+from testbed.metrics import softmax
 from testbed.registry import Params
 
 

@@ -8,14 +8,9 @@ about q% of the predictions, the least divergent).
 import numpy as np
 from pydantic import Field, model_validator
 
-from testbed.filters.base import FILTERS, Filter, PredictionView, softmax
+from testbed.filters.base import FILTERS, Filter, PredictionView
+from testbed.metrics import kl_divergence, softmax
 from testbed.registry import Params
-
-
-def kl_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Row-wise KL(p || q) in nats."""
-    p = np.clip(p, 1e-12, 1)
-    return (p * (np.log(p) - np.log(np.clip(q, 1e-12, 1)))).sum(axis=1)
 
 
 @FILTERS.register("divergence")

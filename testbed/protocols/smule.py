@@ -9,7 +9,7 @@ party trains on its labels plus the distillation term toward its peers' answers.
 from __future__ import annotations
 
 from itertools import permutations
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from testbed.protocols.base import PROTOCOLS, EpochReport, Parties, TrainingProtocol
 
@@ -33,16 +33,16 @@ class SMuLe(TrainingProtocol):
 
         for epoch in range(1, scenario.epochs + 1):
             exchange = epoch > scenario.training.warmup_epochs
-            audits: dict[str, list[dict]] = {p: [] for p in parties.names}
+            audits: dict[str, dict[str, dict]] = {p: {} for p in parties.names}
             if exchange:
                 answers = parties.gather("answer", [(r, parties.call(r, "answer", q, epoch)) for q, r in directions])
                 for message, _ in answers:
                     channel.record(message)
                 parties.gather("receive", [(m.receiver, parties.call(m.receiver, "receive", m)) for m, _ in answers])
                 # The simulator's ground truth goes to the querier's audit only after it has filtered.
-                calls = [(m.receiver, parties.call(m.receiver, "audit", m.sender, truth, scenario.parties[m.sender].role == "malicious")) for m, truth in answers]
-                for (querier, _), audit in zip(calls, parties.gather("audit", calls)):
-                    audits[querier].append(audit)
+                calls = [(m.receiver, parties.call(m.receiver, "audit", m.sender, truth)) for m, truth in answers]
+                for (querier, _), (message, _), audit in zip(calls, answers, parties.gather("audit", calls)):
+                    audits[querier][message.sender] = audit
             losses = parties.gather("train", [(p, parties.call(p, "train", exchange)) for p in parties.names])
             scores = parties.gather("evaluate", [(p, parties.call(p, "evaluate")) for p in parties.names])
             times = parties.gather("timings", [(p, parties.call(p, "take_timings")) for p in parties.names])
@@ -52,8 +52,10 @@ class SMuLe(TrainingProtocol):
             })
 
 
-def mean_audit(audits: list[dict[str, float]]) -> dict[str, float] | None:
-    """Filter metrics of one querier averaged over its peers (None in epochs without exchange)."""
+def mean_audit(audits: dict[str, dict[str, float]]) -> dict[str, Any] | None:
+    """Filter metrics of one querier averaged over its peers, and per peer under ``by_peer``
+    (None in epochs without exchange)."""
     if not audits:
         return None
-    return {key: sum(a[key] for a in audits) / len(audits) for key in audits[0]}
+    values = list(audits.values())
+    return {**{key: sum(a[key] for a in values) / len(values) for key in values[0]}, "by_peer": audits}

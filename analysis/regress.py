@@ -1,0 +1,218 @@
+"""Regression of attack metrics: a fixed scenario suite against a committed baseline with bands.
+
+``python -m analysis.regress [--only NAME ...] [--update] [--seeds N] [--out DIR] [--parallel N]``
+
+runs every scenario of ``scenarios/regression/`` (and each attacked one's rate-0 reference) on
+Ray, extracts per scenario and party the metrics of :func:`metrics_of`, and compares them with
+``tests/regression/baseline.csv``: it prints one line per metric (scenario, party, metric,
+baseline, band, current, verdict), then the invariants, and exits 1 on any regression, 0
+otherwise, 2 on bad arguments. ``--update`` rewrites the baseline on purpose from ``--seeds``
+seeds (at least 5; default 5); without it the suite runs the scenarios' own seed (``--seeds N``
+compares the mean of seeds 0..N-1).
+
+Bands (written next to each value in the baseline, with the rule that made them):
+
+* rates (accuracy, ASR, deltas, filter shares): ``mean +- max(3 sd, one sample)``, the sd over
+  the baseline's seeds and one sample of the set the rate is measured on (the test set, the
+  attack's probe set, or the querier's training samples);
+* bytes, messages and rounds: exact in plaintext and CKKS accounted mode; within 0.1% in real
+  CKKS mode, whose compressed ciphertext sizes vary by a few bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.sweep import run_scenarios
+from testbed.config import Scenario, ScenarioError, load_scenario
+from testbed.population import load_data, party_data, success_probe
+from testbed.results import write_atomic
+
+SUITE = Path(__file__).resolve().parent.parent / "scenarios" / "regression"
+BASELINE = Path(__file__).resolve().parent.parent / "tests" / "regression" / "baseline.csv"
+EXACT = ("bytes_per_epoch", "setup_bytes", "messages_per_epoch", "rounds_per_epoch")
+REAL_MODE_TOLERANCE = 0.001
+#: Invariants: a data-poisoning attack still works on the attacker (its own ASR at least this far
+#: above its rate-0 value)...
+ATTACKER_MIN_ASR_DELTA = 0.3
+#: ...and the default defence keeps the honest ASR delta of the naive attacks within this bound
+#: (docs/results.md, robustness table: the default's worst naive-attack delta was well below it).
+DEFAULT_DEFENCE_MAX_ASR_DELTA = 0.05
+NAIVE_ATTACKS = ("flip", "patch", "blend", "swap")
+
+
+def suite(only: list[str] = ()) -> dict[str, Scenario]:
+    """The regression scenarios by file stem; raises ``ValueError`` for an unknown ``only`` name."""
+    files = {path.stem: path for path in sorted(SUITE.glob("*.yaml"))}
+    unknown = [name for name in only if name not in files]
+    if unknown:
+        raise ValueError(f"unknown regression scenario {', '.join(unknown)}; allowed: {', '.join(files)}")
+    return {name: load_scenario(path) for name, path in files.items() if not only or name in only}
+
+
+def sample_sizes(scenario: Scenario) -> dict[str, int]:
+    """The size of each set a rate is measured on: the test set, the probe, each party's samples."""
+    loaded = load_data(scenario)
+    probe = success_probe(scenario, loaded)
+    sizes = {"test": len(loaded.test.y), "probe": len(probe.x) if probe is not None else 0}
+    sizes.update({name: len(share.train.y) for name, share in party_data(scenario, loaded).items()})
+    return sizes
+
+
+def metrics_of(summary: dict, reference: dict | None) -> dict[tuple[str, str], float]:
+    """``{(party, metric): value}`` of one run; communication under party ``*``."""
+    out: dict[tuple[str, str], float] = {}
+    for party, values in summary["parties"].items():
+        out[party, "accuracy"] = values["accuracy"]
+        if values["asr"] is not None:
+            out[party, "asr"] = values["asr"]
+            if reference is not None:
+                out[party, "asr_delta"] = values["asr"] - reference["parties"][party]["asr"]
+        for key in ("precision", "recall", "kept"):
+            if values.get("filter"):
+                out[party, f"filter_{key}"] = values["filter"][key]
+    comm = summary["communication"]
+    for key in EXACT:
+        out["*", key] = comm[key]
+    return out
+
+
+def unit_of(metric: str, party: str, sizes: dict[str, int]) -> float:
+    """One sample of the set ``metric`` is a rate over."""
+    if metric.startswith("filter_"):
+        return 1 / sizes[party]
+    return 1 / max(sizes["probe"] if metric.startswith("asr") else sizes["test"], 1)
+
+
+def run_suite(scenarios: dict[str, Scenario], seeds: list[int] | None, out: Path, parallel: int, progress: bool) -> dict[str, list[dict]]:
+    """``{scenario: [metrics per seed]}``; ``seeds=None`` runs each scenario's own seed."""
+    runs = {}
+    for name, scenario in scenarios.items():
+        for seed in seeds if seeds is not None else [scenario.seed]:
+            runs[f"{name}/seed{seed}"] = scenario.model_copy(update={"seed": seed})
+    results = run_scenarios(runs, out, parallel, progress, desc="regression")
+    per_scenario: dict[str, list[dict]] = defaultdict(list)
+    for run, (summary, reference) in results.items():
+        per_scenario[run.split("/")[0]].append(metrics_of(summary, reference))
+    return per_scenario
+
+
+def baseline_rows(scenarios: dict[str, Scenario], measured: dict[str, list[dict]]) -> list[dict]:
+    rows = []
+    for name, runs in measured.items():
+        sizes = sample_sizes(scenarios[name])
+        real = scenarios[name].scheme.kind == "ckks" and scenarios[name].scheme.params.mode == "real"
+        for party, metric in sorted(set().union(*runs), key=str):
+            values = [r[party, metric] for r in runs if (party, metric) in r]
+            mean = statistics.fmean(values)
+            sd = statistics.stdev(values) if len(values) > 1 else 0.0
+            if metric in EXACT:
+                compressed = real and metric in ("bytes_per_epoch", "setup_bytes")
+                half = mean * REAL_MODE_TOLERANCE if compressed else 0.0
+                rule = "within 0.1% (real CKKS)" if compressed else "exact"
+                if not compressed and len(set(values)) > 1:
+                    raise RuntimeError(f"{name} {metric} differs between seeds ({sorted(set(values))}): it must be exact")
+            else:
+                unit = unit_of(metric, party, sizes)
+                half = max(3 * sd, unit)
+                rule = f"max(3 sd, 1/{round(1 / unit)})"
+            rows.append({"scenario": name, "party": party, "metric": metric, "mean": mean, "sd": sd, "seeds": len(values),
+                         "lower": mean - half, "upper": mean + half, "band": rule})
+    return rows
+
+
+def verdicts(baseline: pd.DataFrame, measured: dict[str, list[dict]]) -> pd.DataFrame:
+    rows = []
+    expected = baseline[baseline["scenario"].isin(measured)]
+    for _, b in expected.iterrows():
+        values = [r[b["party"], b["metric"]] for r in measured[b["scenario"]] if (b["party"], b["metric"]) in r]
+        current = statistics.fmean(values) if values else None
+        ok = current is not None and b["lower"] - 1e-12 <= current <= b["upper"] + 1e-12
+        rows.append({"scenario": b["scenario"], "party": b["party"], "metric": b["metric"], "baseline": b["mean"],
+                     "band": f"[{b['lower']:.6g}, {b['upper']:.6g}] ({b['band']})", "current": current,
+                     "verdict": "ok" if ok else ("MISSING" if current is None else "REGRESSION")})
+    known = set(zip(expected["scenario"], expected["party"], expected["metric"]))
+    for name, runs in measured.items():
+        for party, metric in sorted(set().union(*runs) - {k[1:] for k in known if k[0] == name}, key=str):
+            rows.append({"scenario": name, "party": party, "metric": metric, "baseline": None, "band": "-",
+                         "current": statistics.fmean(r[party, metric] for r in runs if (party, metric) in r), "verdict": "NEW (not in baseline)"})
+    return pd.DataFrame(rows)
+
+
+def invariants(scenarios: dict[str, Scenario], measured: dict[str, list[dict]]) -> list[tuple[str, bool]]:
+    """The checks that hold whatever the baseline: ``[(description, holds)]``."""
+    checks = []
+    for name, runs in measured.items():
+        scenario = scenarios[name]
+        for party, config in scenario.parties.items():
+            poisoning = [a.kind for a in config.attacks if a.kind in ("label_flip", "backdoor_patch", "backdoor_blend")]
+            if poisoning and (party, "asr_delta") in runs[0]:
+                delta = statistics.fmean(r[party, "asr_delta"] for r in runs)
+                checks.append((f"{name}: attacker {party}'s own ASR delta {delta:+.3f} >= {ATTACKER_MIN_ASR_DELTA}", delta >= ATTACKER_MIN_ASR_DELTA))
+        if name.endswith("_default") and name.split("_")[0] in NAIVE_ATTACKS:
+            for party, config in scenario.parties.items():
+                if config.role == "honest" and (party, "asr_delta") in runs[0]:
+                    delta = statistics.fmean(r[party, "asr_delta"] for r in runs)
+                    checks.append((f"{name}: honest {party}'s ASR delta {delta:+.3f} <= {DEFAULT_DEFENCE_MAX_ASR_DELTA} under the default defence",
+                                   delta <= DEFAULT_DEFENCE_MAX_ASR_DELTA))
+    return checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.regress", description=__doc__.split("\n")[0])
+    parser.add_argument("--only", nargs="+", default=[], metavar="NAME", help="run only these scenarios (file stems)")
+    parser.add_argument("--update", action="store_true", help="rewrite the baseline from --seeds seeds")
+    parser.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: the scenario's own seed; 5 with --update)")
+    parser.add_argument("--out", type=Path, help="run directory (default results/regression/<time>)")
+    parser.add_argument("--parallel", type=int, default=2, help="runs at once")
+    parser.add_argument("--baseline", type=Path, default=BASELINE)
+    args = parser.parse_args(argv)
+    seeds = args.seeds if args.seeds is not None else (5 if args.update else None)
+    if seeds is not None and (seeds < 1 or (args.update and seeds < 5)):
+        print(f"--seeds {seeds}: at least {5 if args.update else 1} (bands come from the spread over at least 5 seeds)", file=sys.stderr)
+        return 2
+    if args.parallel < 1:
+        print(f"--parallel {args.parallel}: at least 1", file=sys.stderr)
+        return 2
+    if args.update and args.only:
+        print("--update rewrites the whole baseline: it cannot be combined with --only", file=sys.stderr)
+        return 2
+    if not args.update and not args.baseline.is_file():
+        print(f"no baseline at {args.baseline}; create it with --update", file=sys.stderr)
+        return 2
+    try:
+        scenarios = suite(args.only)
+    except (ValueError, ScenarioError) as err:
+        print(err, file=sys.stderr)
+        return 2
+    out = args.out or Path("results") / "regression" / time.strftime("%Y%m%d-%H%M%S")
+    started = time.perf_counter()
+    measured = run_suite(scenarios, list(range(seeds)) if seeds is not None else None, out, args.parallel, progress=True)
+    wall = time.perf_counter() - started
+    if args.update:
+        table = pd.DataFrame(baseline_rows(scenarios, measured))
+        args.baseline.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(args.baseline, table.to_csv(index=False, float_format="%.10g"))
+        print(f"baseline written: {args.baseline} ({len(table)} values from {seeds} seeds; suite wall time {wall:.0f} s)")
+        return 0
+    table = verdicts(pd.read_csv(args.baseline), measured)
+    checks = invariants(scenarios, measured)
+    with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_colwidth", 60):
+        print(table.to_string(index=False))
+    print("\ninvariants:")
+    for text, holds in checks:
+        print(f"  {'ok  ' if holds else 'FAIL'} {text}")
+    failed = int((table["verdict"] != "ok").sum()) + sum(not holds for _, holds in checks)
+    print(f"\n{len(table)} metrics, {len(checks)} invariants, {failed} failed; {len(scenarios)} scenarios, wall time {wall:.0f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""True-label distillation: distil only the peer's probability of the sample's true label.
+
+The rest of the peer's mass is spread evenly over the other classes, so the answer can still say
+"this sample is easy / hard" but no longer *which* wrong class it resembles: the dark knowledge
+through which a backdoor or a targeted push travels on correctly classified samples is erased.
+It also erases the honest peer's dark knowledge, which is SMuLe's benefit (docs/results.md
+measures the cost).
+"""
+
+import numpy as np
+
+from testbed.filters.base import FILTERS, Filter, PredictionView, logits_for
+
+
+@FILTERS.register("true_label")
+class TrueLabel(Filter):
+    def rewrite(self, view: PredictionView) -> np.ndarray:
+        soft = view.peer_soft()
+        rows = np.arange(len(view.labels))
+        p_true = soft[rows, view.labels]
+        spread = np.repeat(((1.0 - p_true) / (soft.shape[1] - 1))[:, None], soft.shape[1], axis=1)
+        spread[rows, view.labels] = p_true
+        return logits_for(spread, view.temperature)

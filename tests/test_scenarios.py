@@ -1,0 +1,37 @@
+"""Every scenario and sweep file shipped under scenarios/ validates."""
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from testbed.config import load_scenario
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+CIFAR10_COPY = SCENARIOS.parent.parent / "shared" / "data" / "cifar10-jpeg.zip"
+
+
+@pytest.fixture(autouse=True)
+def cifar10_copy(monkeypatch):
+    """CIFAR-10 scenarios name no path: they validate when a copy is known, as on CI."""
+    if not os.environ.get("SMULE_CIFAR10"):
+        if not CIFAR10_COPY.is_file():
+            pytest.skip("no CIFAR-10 copy to validate CIFAR-10 scenarios against")
+        monkeypatch.setenv("SMULE_CIFAR10", str(CIFAR10_COPY))
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(SCENARIOS) for p in SCENARIOS.rglob("*.yaml") if p.parent.name != "sweeps"), ids=str)
+def test_scenario_file_validates(path):
+    load_scenario(SCENARIOS / path)
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in (SCENARIOS / "sweeps").glob("*.yaml")))
+def test_every_variant_of_a_sweep_validates(path):
+    """Each variant on its own (the full product is validated when the sweep runs)."""
+    sweep = yaml.safe_load((SCENARIOS / "sweeps" / path).read_text())
+    base = SCENARIOS / "sweeps" / sweep["base"]
+    load_scenario(base, list(sweep.get("set", [])))
+    for axis, variants in sweep["grid"].items():
+        for name, overrides in variants.items():
+            load_scenario(base, list(sweep.get("set", [])) + list(overrides))
