@@ -151,9 +151,11 @@ def invariants(scenarios: dict[str, Scenario], measured: dict[str, list[dict]]) 
     checks = []
     for name, runs in measured.items():
         scenario = scenarios[name]
+        # Under joint training and FedAvg the attacker holds the shared model, not its own.
+        own_model = scenario.protocol.kind in ("smule", "local")
         for party, config in scenario.parties.items():
             poisoning = [a.kind for a in config.attacks if a.kind in ("label_flip", "backdoor_patch", "backdoor_blend")]
-            if poisoning and (party, "asr_delta") in runs[0]:
+            if own_model and poisoning and (party, "asr_delta") in runs[0]:
                 delta = statistics.fmean(r[party, "asr_delta"] for r in runs)
                 checks.append((f"{name}: attacker {party}'s own ASR delta {delta:+.3f} >= {ATTACKER_MIN_ASR_DELTA}", delta >= ATTACKER_MIN_ASR_DELTA))
         if name.endswith("_default") and name.split("_")[0] in NAIVE_ATTACKS:
@@ -205,7 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     table = verdicts(pd.read_csv(args.baseline), measured)
     checks = invariants(scenarios, measured)
     with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_colwidth", 60):
-        print(table.to_string(index=False))
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+        failing = table[table["verdict"] != "ok"]
+        if len(failing):
+            print("\nregressions:")
+            print(failing.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
     print("\ninvariants:")
     for text, holds in checks:
         print(f"  {'ok  ' if holds else 'FAIL'} {text}")
