@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.sweep import run_grid, write_table
+from analysis.sweep import RunsFailed, run_grid, write_table
 from testbed.config import ScenarioError, load_scenario
 
 MPC_COLUMNS = [
@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     except ScenarioError as err:
         print(f"{args.scenario}: {err}", file=sys.stderr)
         return 2
+    except RunsFailed as err:
+        print(f"comparison incomplete: {err}", file=sys.stderr)
+        return 1
     with pd.option_context("display.max_columns", None, "display.width", 200):
         print(table.drop(columns=[c for c in MPC_COLUMNS if c.startswith("mpc_source")]).to_string(index=False))
     print(f"written: {out / 'comparison.csv'}")

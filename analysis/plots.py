@@ -335,6 +335,7 @@ def _finish(fig: plt.Figure, title: str, footnote: str = "", legend_from: plt.Ax
     """Title and legend above the panels, footnote below, with room reserved for each in inches."""
     width, height = fig.get_size_inches()
     handles, labels = legend_from.get_legend_handles_labels() if legend_from is not None else ([], [])
+    title = "\n".join(textwrap.fill(line, int(width * 11)) for line in title.split("\n"))  # about 11 characters an inch at 11 pt
     title_in = 0.12 + 0.21 * (title.count("\n") + 1)
     columns = max(1, min(len(labels), int(width // 1.8)))
     legend_in = 0.3 + 0.2 * math.ceil(len(labels) / columns) if labels else 0.0

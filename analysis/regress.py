@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.sweep import run_scenarios
+from analysis.sweep import RunsFailed, run_scenarios
 from testbed.config import Scenario, ScenarioError, load_scenario
 from testbed.population import load_data, party_data, success_probe
 from testbed.results import write_atomic
@@ -196,7 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = args.out or Path("results") / "regression" / time.strftime("%Y%m%d-%H%M%S")
     started = time.perf_counter()
-    measured = run_suite(scenarios, list(range(seeds)) if seeds is not None else None, out, args.parallel, progress=True)
+    try:
+        measured = run_suite(scenarios, list(range(seeds)) if seeds is not None else None, out, args.parallel, progress=True)
+    except RunsFailed as err:
+        print(f"regression suite could not run: {err}", file=sys.stderr)
+        return 1
     wall = time.perf_counter() - started
     if args.update:
         table = pd.DataFrame(baseline_rows(scenarios, measured))

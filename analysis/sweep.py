@@ -150,11 +150,38 @@ def scenario_key(scenario: Scenario) -> str:
 
 
 def run_sweep(sweep_path: Path, out: Path | None = None, parallel: int = 1, progress: bool = True) -> pd.DataFrame:
-    """Run the sweep file's combinations (skipping finished ones); returns and writes the table."""
+    """Run the sweep file's combinations (keeping finished ones); returns and writes the table,
+    which has a row per failed run too (``status`` and ``error``) before :class:`RunsFailed` is raised."""
     sweep = load_sweep(sweep_path)
     out = out or default_out(sweep)
-    results = run_grid(sweep, (sweep_path.parent / sweep["base"]).resolve(), out, parallel, progress)
-    return write_table(out / "table.csv", [row for result in results.values() for row in summary_rows(*result)])
+    base = (sweep_path.parent / sweep["base"]).resolve()
+    try:
+        results, failure = run_grid(sweep, base, out, parallel, progress), None
+    except RunsFailed as err:
+        labels = {name: labels for name, (labels, _) in variants(sweep).items()}
+        results, failure = {name: (labels[name], *result) for name, result in err.results.items()}, err
+    scenarios = {name: load_scenario(base, overrides) for name, (_, overrides) in variants(sweep).items()}
+    varying = varying_keys(scenarios)
+    rows = []
+    for name, (labels, summary, reference) in results.items():
+        keys = {f"key.{key}": value for key, value in varying[name].items() if key != "seed"}  # rows have a seed column
+        if summary is None:
+            rows.append({**labels, "seed": scenarios[name].seed, **keys, "status": "failed", "error": failure.failures[name]})
+        else:
+            rows += [{**row, **keys, "status": "complete", "error": None} for row in summary_rows(labels, summary, reference)]
+    table = write_table(out / "table.csv", rows)
+    if failure is not None:
+        raise failure
+    return table
+
+
+def varying_keys(scenarios: dict[str, Scenario]) -> dict[str, dict[str, Any]]:
+    """Per run, the resolved scenario keys (dotted paths) whose values differ between the runs:
+    what the table must show so that no axis hides in the overrides."""
+    flat = {name: pd.json_normalize(scenario.dump(), sep=".").iloc[0].to_dict() for name, scenario in scenarios.items()}
+    keys = set().union(*flat.values())
+    differ = sorted(k for k in keys if len({repr(f.get(k)) for f in flat.values()}) > 1)
+    return {name: {k: f.get(k) for k in differ} for name, f in flat.items()}
 
 
 def default_out(sweep: dict[str, Any]) -> Path:
@@ -185,35 +212,70 @@ def run_grid(sweep: dict[str, Any], base: Path, out: Path, parallel: int = 1, pr
     return {name: (labels, *results[name]) for name, (labels, _) in runs.items()}
 
 
+class RunsFailed(RuntimeError):
+    """Some runs failed; the others finished. ``failures`` maps run names to their errors and
+    ``results`` holds what :func:`run_scenarios` would have returned (``None`` summaries for
+    failed runs)."""
+
+    def __init__(self, failures: dict[str, str], results: dict[str, tuple[dict | None, dict | None]]):
+        self.failures, self.results = failures, results
+        listed = "\n".join(f"  {name}: {error}" for name, error in failures.items())
+        super().__init__(f"{len(failures)} of {len(results)} run(s) failed (the others finished):\n{listed}")
+
+
+def finished(directory: Path, scenario: Scenario) -> bool:
+    """Whether ``directory`` holds a completed run of exactly ``scenario`` (its resolved
+    scenario.yaml equal): a run of an earlier, different definition must not be reused."""
+    if not (directory / SUMMARY).exists():
+        return False
+    try:
+        return read_yaml((directory / "scenario.yaml").read_text(), str(directory)) == scenario.dump()
+    except (OSError, ScenarioError):
+        return False
+
+
 def run_scenarios(scenarios: dict[str, Scenario], out: Path, parallel: int = 1, progress: bool = True, desc: str = "runs") -> dict[str, tuple[dict, dict | None]]:
     """Run each scenario into ``out/<name>/`` and the rate-0 reference of each attacked one into
     ``out/rate0/<hash>/`` (identical references run once), one Ray task each, at most ``parallel``
-    at a time; runs that already have a summary are kept. Returns ``{name: (summary, rate-0
-    summary or None)}``."""
+    at a time. A run whose directory already holds a completed run of the same resolved scenario
+    is kept; one whose scenario changed is rerun (and named on stderr). Returns ``{name:
+    (summary, rate-0 summary or None)}``; raises :class:`RunsFailed` after every run has had its
+    turn when some failed."""
     references = {name: reference for name, scenario in scenarios.items() if (reference := rate_zero(scenario)) is not None}
     reference_dirs = {name: f"rate0/{scenario_key(reference)}" for name, reference in references.items()}
     every = {**scenarios, **{reference_dirs[name]: reference for name, reference in references.items()}}
     out.mkdir(parents=True, exist_ok=True)
-    todo = [name for name in every if not (out / name / SUMMARY).exists()]
+    todo = [name for name in every if not finished(out / name, every[name])]
+    changed = [name for name in todo if (out / name / SUMMARY).exists()]
+    if changed:
+        print(f"rerunning {len(changed)} run(s) whose scenario changed since they ran: {', '.join(changed)}", file=sys.stderr)
     from testbed.cluster import start_ray
 
     start_ray(next(iter(every.values())).ray)
     bar = tqdm(total=len(every), initial=len(every) - len(todo), desc=desc, unit="run", file=sys.stderr, disable=not progress)
     pending: dict[Any, str] = {}
+    failures: dict[str, str] = {}
     while todo or pending:
         while todo and len(pending) < parallel:
             name = todo.pop(0)
             pending[_run_one.remote(every[name], str(out / name))] = name
         done, _ = ray.wait(list(pending), num_returns=1)
         name = pending.pop(done[0])
-        ray.get(done[0])  # raises with the failing party named
+        try:
+            ray.get(done[0])
+        except ray.exceptions.RayTaskError as err:  # the run is marked failed; the others go on
+            cause = err.cause if err.cause is not None else err
+            failures[name] = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
         bar.update(1)
     bar.close()
 
-    def summary(name: str) -> dict:
-        return json.loads((out / name / SUMMARY).read_text())
+    def summary(name: str) -> dict | None:
+        return None if name in failures else json.loads((out / name / SUMMARY).read_text())
 
-    return {name: (summary(name), summary(reference_dirs[name]) if name in reference_dirs else None) for name in scenarios}
+    results = {name: (summary(name), summary(reference_dirs[name]) if name in reference_dirs else None) for name in scenarios}
+    if failures:
+        raise RunsFailed(failures, results)
+    return results
 
 
 def _positive(text: str) -> int:
@@ -244,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"\ninterrupted by {received[0] if received else 'SIGINT'}; {_stop(out, 'interrupted')}; run the same command again to resume", file=sys.stderr)
             return 130
+        except RunsFailed as err:
+            print(f"sweep finished with failures; table: {out / 'table.csv'}\n{err}", file=sys.stderr)
+            return 1
         except (RayUnavailable, ray.exceptions.RayError, OSError) as err:
             print(f"sweep failed: {str(err).strip().splitlines()[-1]} (the failing run's status.json says which); {_stop(out, 'interrupted')}", file=sys.stderr)
             return 1

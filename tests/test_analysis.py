@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from analysis.plots import harm_figure, plan, table_axes
-from analysis.sweep import run_sweep, variants
+from analysis.sweep import RunsFailed, main as sweep_main, run_sweep, variants, varying_keys
+from testbed.config import load_scenario, parse_scenario
 
 
 def test_variants_are_the_grid_product():
@@ -17,24 +18,61 @@ def test_variants_are_the_grid_product():
     assert runs["a=y,b=v"] == ({"a": "y", "b": "v"}, ["epochs=2", "k=2", "m=2", "n=3"])
 
 
-def test_sweep_resumes_and_tabulates(tmp_path, tiny_raw, ray_local):
-    (tmp_path / "base.yaml").write_text(yaml.safe_dump(tiny_raw))
-    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({
-        "name": "t", "base": "base.yaml", "set": ["epochs=2"],
-        "grid": {"temp": {"low": ["training.temperature=1"], "high": ["training.temperature=4"]}},
-    }))
+def write_sweep(tmp_path, raw, sweep):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"name": "t", "base": "base.yaml", **sweep}))
+    return tmp_path / "sweep.yaml"
+
+
+def test_sweep_resumes_identical_runs_reruns_changed_ones_and_tabulates(tmp_path, tiny_raw, ray_local):
+    grid = {"temp": {"low": ["training.temperature=1"], "high": ["training.temperature=4"]}}
+    path = write_sweep(tmp_path, tiny_raw, {"set": ["epochs=2"], "grid": grid})
     out = tmp_path / "out"
-    finished = out / "temp=low"
-    finished.mkdir(parents=True)
+    # A finished run of exactly this scenario is kept (its summary is a marker we can recognise).
+    done = out / "temp=low"
+    done.mkdir(parents=True)
+    (done / "scenario.yaml").write_text(yaml.safe_dump(load_scenario(tmp_path / "base.yaml", ["epochs=2", "training.temperature=1"]).dump()))
     fake = {"protocol": "smule", "scheme": "plaintext", "seed": 3, "communication": {"bytes_per_epoch": 7, "setup_bytes": 9},
             "parties": {p: {"role": "honest", "accuracy": 0.125, "asr": None} for p in "AB"}}
-    (finished / "summary.json").write_text(json.dumps(fake))
-    table = run_sweep(tmp_path / "sweep.yaml", out, progress=False)
+    (done / "summary.json").write_text(json.dumps(fake))
+    table = run_sweep(path, out, progress=False)
     low, high = table[table["temp"] == "low"], table[table["temp"] == "high"]
     assert list(low["accuracy"]) == [0.125, 0.125]  # not re-run
     assert (high["bytes_per_epoch"] > 0).all() and set(high["party"]) == {"A", "B"}
     assert json.loads((out / "temp=high" / "status.json").read_text())["state"] == "complete"
     assert pd.read_csv(out / "table.csv").shape == table.shape
+    # Every varying scenario key is a column, not only the axis labels.
+    assert dict(zip(table["temp"], table["key.training.temperature"])) == {"low": 1.0, "high": 4.0}
+    # The definition changes (epochs 2 -> 3, into the same directory): nothing stale is reused.
+    path = write_sweep(tmp_path, tiny_raw, {"set": ["epochs=3"], "grid": grid})
+    table = run_sweep(path, out, progress=False)
+    assert 0.125 not in set(table["accuracy"])
+    assert yaml.safe_load((out / "temp=low" / "scenario.yaml").read_text())["epochs"] == 3
+
+
+def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path, tiny_raw, ray_local):
+    """One combination fails at run time (accounted CKKS refuses logits scaled beyond its bound)."""
+    tiny_raw["parties"]["B"]["role"] = "malicious"
+    tiny_raw["scheme"] = {"kind": "ckks", "mode": "accounted", "depth": 3}
+    grid = {"factor": {"small": ["parties.B.attacks=[{kind: scale, factor: 2.0, rate: 1.0}]"],
+                       "huge": ["parties.B.attacks=[{kind: scale, factor: 100000.0, rate: 1.0}]"]}}
+    path = write_sweep(tmp_path, tiny_raw, {"set": ["epochs=2"], "grid": grid})
+    with pytest.raises(RunsFailed) as info:
+        run_sweep(path, tmp_path / "out", progress=False)
+    assert list(info.value.failures) == ["factor=huge"] and "too large" in info.value.failures["factor=huge"]
+    table = pd.read_csv(tmp_path / "out" / "table.csv")
+    assert set(table.loc[table["factor"] == "small", "status"]) == {"complete"}
+    failed = table[table["factor"] == "huge"]
+    assert list(failed["status"]) == ["failed"] and "too large" in failed["error"].item()
+    assert json.loads((tmp_path / "out" / "factor=huge" / "status.json").read_text())["state"] == "failed"
+    # The CLI: the other runs done, a summary of the failures, exit 1.
+    assert sweep_main([str(path), "--out", str(tmp_path / "out")]) == 1
+
+
+def test_varying_keys_name_what_differs(tiny_raw):
+    a = parse_scenario(dict(tiny_raw), ["epochs=2"])
+    b = parse_scenario(dict(tiny_raw), ["epochs=3", "seed=5"])
+    assert varying_keys({"a": a, "b": b}) == {"a": {"epochs": 2, "seed": 3}, "b": {"epochs": 3, "seed": 5}}
 
 
 def test_harm_bars_per_attack_and_filter_from_honest_parties():
