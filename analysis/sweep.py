@@ -12,12 +12,14 @@ A sweep file::
       filter:
         none: ["parties.A.filters=[]"]
         agreement: ["parties.A.filters=[{kind: agreement}]"]
+    seeds: [0, 1, 2]                    # optional: every combination once per seed (axis `seed`)
 
 ``python -m analysis.sweep SWEEP.yaml [--out DIR] [--parallel N]`` runs each combination as one
 Ray task (parties in the task's process; attach to a cluster with ``RAY_ADDRESS``) into
-``DIR/<axis=value,...>/`` (default ``results/sweeps/<name>``), skips combinations that already
-have a ``summary.json`` (so an interrupted sweep resumes where it stopped), and writes
-``DIR/table.csv``: one row per run and party.
+``DIR/<axis=value,...>/`` (default ``results/sweeps/<name>``), keeps combinations that already
+hold a completed run of the same resolved scenario (so an interrupted sweep resumes where it
+stopped) and reruns those whose scenario changed, and writes ``DIR/table.csv``: one row per run
+and party (a failed run: one row with its ``status`` and ``error``).
 
 Attack harm is a delta: every combination with an attack also runs (once, under
 ``DIR/rate0/<hash>/``) the same scenario with every attack at rate 0 and the same seed, and the
@@ -38,7 +40,7 @@ import pandas as pd
 import ray
 from tqdm import tqdm
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from testbed.config import Scenario, ScenarioError, load_scenario, parse_scenario, read_yaml
 from testbed.registry import error_location, error_message
@@ -56,6 +58,15 @@ class SweepFile(BaseModel):
     base: str
     set: list[str] = []
     grid: dict[Name, dict[Name, list[str]]] = {}
+    seeds: list[Annotated[int, Field(ge=0)]] = Field([], description="the last axis, `seed`: one run per seed of every combination")
+
+    @model_validator(mode="after")
+    def _seed_axis_once(self) -> "SweepFile":
+        if self.seeds and "seed" in self.grid:
+            raise ValueError("give seeds either as `seeds: [...]` or as a `seed` grid axis, not both")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds {self.seeds} repeat a seed")
+        return self
 
 
 def load_sweep(path: Path) -> dict[str, Any]:
@@ -77,7 +88,9 @@ def load_sweep(path: Path) -> dict[str, Any]:
 
 def variants(sweep: dict[str, Any]) -> dict[str, tuple[dict[str, str], list[str]]]:
     """``{run name: ({axis: variant}, overrides)}`` for every combination of the grid."""
-    grid = sweep.get("grid") or {}
+    grid = dict(sweep.get("grid") or {})
+    if sweep.get("seeds"):
+        grid["seed"] = {str(seed): [f"seed={seed}"] for seed in sweep["seeds"]}
     axes = list(grid)
     for axis in axes:
         for name in [axis, *grid[axis]]:

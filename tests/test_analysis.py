@@ -110,3 +110,20 @@ def test_compare_variants_and_rows(tmp_path, tiny_raw):
     row = comparison_row("joint", summary, rate0)
     assert row["accuracy_delta"] == pytest.approx(-0.05) and row["asr_delta"] == pytest.approx(0.15)
     assert row["mpc_bytes_per_epoch_model"] == 99 and row["mpc_bytes_per_epoch_measured"] is None
+
+
+def test_seeds_are_a_first_class_axis():
+    runs = variants({"grid": {"a": {"x": ["k=1"]}}, "seeds": [0, 4]})
+    assert runs == {"a=x,seed=0": ({"a": "x", "seed": "0"}, ["k=1", "seed=0"]), "a=x,seed=4": ({"a": "x", "seed": "4"}, ["k=1", "seed=4"])}
+
+
+@pytest.mark.parametrize("sweep, key", [
+    ({"name": "t", "base": "base.yaml", "grid": {"a": {"x": []}}, "grdi": {}}, "grdi"),
+    ({"name": "t", "base": "base.yaml", "seeds": [0, 0]}, "repeat"),
+    ({"name": "t", "base": "base.yaml", "seeds": [1], "grid": {"seed": {"1": ["seed=1"]}}}, "not both"),
+])
+def test_sweep_file_mistakes_exit_2_naming_them(tmp_path, tiny_raw, capsys, sweep, key):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(tiny_raw))
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    assert sweep_main([str(tmp_path / "sweep.yaml"), "--out", str(tmp_path / "out")]) == 2
+    assert key in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -65,7 +65,9 @@ def test_two_prediction_manipulations_rejected(tiny_raw):
 
 def test_plain_relu_model_rejected_for_he_scheme_free_for_plaintext(tiny_raw):
     tiny_raw["parties"]["A"]["model"] = {"kind": "mlp", "activation": "relu"}
-    parse_scenario(tiny_raw)  # plaintext runs any torch model
+    assert parse_scenario(tiny_raw).parties["A"].model.params.activation == "relu"  # plaintext runs any torch model
+    problems = problems_of(tiny_raw, ["scheme={kind: ckks, mode: accounted, depth: 3}"])
+    assert "HE-friendly" in problems["parties.A.model"] and "parties.B.model" not in problems
 
 
 def test_override_sets_nested_and_list_keys(tiny_raw):

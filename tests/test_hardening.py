@@ -29,21 +29,12 @@ from testbed.inprocess import InProcessParties
 from testbed.results import ResultsPathError, RunDirectory, inside, read_lines
 from testbed.run import main
 
+from conftest import TINY
+
 ROOT = Path(__file__).resolve().parent.parent
 
 #: A scenario small enough to validate in milliseconds and to train forever in a subprocess.
-BASE = {
-    "name": "tiny",
-    "seed": 3,
-    "epochs": 3,
-    "dataset": {"kind": "synthetic", "train_samples": 120, "test_samples": 60, "classes": 3, "side": 3},
-    "training": {"batch_size": 16, "learning_rate": 0.01, "warmup_epochs": 1},
-    "parties": {
-        "A": {"samples": 50, "model": {"kind": "mlp", "hidden": [8]}},
-        "B": {"samples": 50, "model": {"kind": "mlp", "hidden": [8]}},
-    },
-    "ray": {"object_store_mb": 200, "num_cpus": 2},
-}
+BASE = {**copy.deepcopy(TINY), "ray": {"object_store_mb": 200, "num_cpus": 2}}
 
 
 def no_run(*args, **kwargs):
