@@ -1,7 +1,7 @@
 """Placing parties on processes: the only module that knows about Ray.
 
-Each party lives in a Ray actor with one torch thread. The driver calls party methods by name
-and gets Ray object references back; messages travel between actors through Ray's object
+Each party lives in a Ray actor with one torch thread. The driver calls Party's methods on a
+:class:`RemoteParty` and gets Ray object references back; messages travel between actors through Ray's object
 store. Any failure in an actor surfaces as :class:`PartyFailure` naming the party and phase.
 """
 
@@ -19,6 +19,7 @@ import ray
 import torch
 
 from testbed.config import RayConfig, Scenario
+from testbed.party import Party
 
 
 class PartyFailure(RuntimeError):
@@ -96,16 +97,25 @@ def _last_line(err: BaseException) -> str:
     return lines[-1] if lines else type(err).__name__
 
 
-@ray.remote
-class PartyActor:
+class PartyActor(Party):
     def __init__(self, scenario: Scenario, name: str):
         torch.set_num_threads(1)  # parties share the machine's cores; one thread each keeps runs reproducible
-        from testbed.party import Party
+        super().__init__(scenario, name)
 
-        self.party = Party(scenario, name)
 
-    def call(self, method: str, *args: Any) -> Any:
-        return getattr(self.party, method)(*args)
+#: A party in a Ray actor: its methods are Party's, called with ``.remote``.
+REMOTE_PARTY = ray.remote(PartyActor)
+
+
+class RemoteParty:
+    """A party actor seen through :class:`~testbed.party.Party`'s methods: each call returns a
+    Ray future, resolved by :meth:`RayParties.gather`."""
+
+    def __init__(self, actor: ray.actor.ActorHandle):
+        self._actor = actor
+
+    def __getattr__(self, method: str) -> Any:
+        return getattr(self._actor, method).remote
 
 
 class RayParties:
@@ -116,11 +126,11 @@ class RayParties:
         cpus = ray.cluster_resources().get("CPU", 1.0)
         share = min(1.0, cpus / len(scenario.parties))  # all parties must fit at once
         self.names = list(scenario.parties)
-        self.actors = {name: PartyActor.options(num_cpus=share).remote(scenario, name) for name in self.names}
-        self.gather("start", [(name, actor.call.remote("take_timings")) for name, actor in self.actors.items()])
+        self.actors = {name: REMOTE_PARTY.options(num_cpus=share).remote(scenario, name) for name in self.names}
+        self.gather("start", [(name, self[name].take_timings()) for name in self.names])
 
-    def call(self, party: str, method: str, *args: Any) -> ray.ObjectRef:
-        return self.actors[party].call.remote(method, *args)
+    def __getitem__(self, name: str) -> Party:
+        return RemoteParty(self.actors[name])  # type: ignore[return-value]  (Party's methods, returning futures)
 
     def gather(self, phase: str, calls: list[tuple[str, ray.ObjectRef]]) -> list[Any]:
         """Results of ``(party, ref)`` calls in order; the first failure raises ``PartyFailure``."""

@@ -13,8 +13,8 @@ class InProcessParties:
         self.names = list(scenario.parties)
         self.parties = {name: Party(scenario, name) for name in self.names}
 
-    def call(self, party: str, method: str, *args: Any) -> Any:
-        return getattr(self.parties[party], method)(*args)
+    def __getitem__(self, name: str) -> Party:
+        return self.parties[name]
 
     def gather(self, phase: str, calls: list[tuple[str, Any]]) -> list[Any]:
         return [result for _, result in calls]

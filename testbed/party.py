@@ -13,11 +13,11 @@ of what an honest party in the attacker's place would have said; they travel to 
 
 from __future__ import annotations
 
-import io
 import time
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
@@ -28,8 +28,10 @@ from testbed.messages import Message
 from testbed.metrics import Harm, answer_harm, filter_quality, kl_divergence, softmax, success_rate
 from testbed.models import MODELS
 from testbed.population import load_data, manipulation, party_data, seeded_rng, success_probe
-from testbed.schemes.base import SCHEMES, LogitMap, SecureInferenceScheme, Wire
+from testbed.schemes.base import SCHEMES, LogitMap, SecureInferenceScheme
 from testbed.training import PeerGuidance, accuracy, make_optimizer, predict, train_epoch
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -166,30 +168,10 @@ class Party:
             self.seconds[key] += seconds
         self.seconds[phase] += total - sum(detail.values())
 
-    # -- baselines -----------------------------------------------------------------------
-    def hold_union(self) -> int:
-        """Joint baseline: train on every party's data (as MPC training would); returns the size."""
-        shares = party_data(self.scenario, load_data(self.scenario)).values()
-        self.x = np.concatenate([share.train.x for share in shares])
-        self.y = np.concatenate([share.train.y for share in shares])
-        return len(self.y)
-
-    def share_model(self, peer: str, epoch: int) -> Message:
-        """FedAvg: our serialized model weights and sample count, for ``peer``."""
-        buffer = io.BytesIO()
-        torch.save({"samples": len(self.y), "state": self.model.state_dict()}, buffer)
-        return Message(self.name, peer, "model", epoch, Wire(buffer.getvalue()))
-
-    def average_models(self, messages: list[Message]) -> None:
-        """FedAvg: replace our model by the sample-weighted average of ours and the peers'."""
-        received = [torch.load(io.BytesIO(m.wire.data), weights_only=True) for m in messages]
-        states = [(len(self.y), self.model.state_dict())] + [(r["samples"], r["state"]) for r in received]
-        total = sum(n for n, _ in states)
-        averaged = {
-            key: sum(n * state[key].float() for n, state in states).div(total).to(value.dtype)
-            for key, value in self.model.state_dict().items()
-        }
-        self.model.load_state_dict(averaged)
+    def apply(self, step: Callable[..., T], *args: Any) -> T:
+        """Run ``step(self, *args)`` where this party lives: a protocol's own step (FedAvg's
+        averaging, the joint union) keeps its code in the protocol and works on the party's state."""
+        return step(self, *args)
 
     # -- local work ----------------------------------------------------------------------
     def train(self, use_peers: bool) -> float:

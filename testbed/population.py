@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from attacks.base import ATTACKS, DataPoisoning, PredictionManipulation, SuccessProbe
-from testbed.config import Scenario
 from testbed.datasets import DATASETS, ArrayDataset, LoadedData
 from testbed.splits import SPLITS
+
+if TYPE_CHECKING:  # the schema's validation uses the registries the plug-ins fill: annotations only
+    from testbed.config import Scenario
 
 
 @dataclass(frozen=True)

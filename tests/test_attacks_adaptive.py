@@ -274,12 +274,12 @@ def test_mass_shift_answers_reach_the_querier_as_specified(tiny_raw):
     tiny_raw["parties"]["B"]["attacks"] = [{"kind": "mass_shift", "rate": 1.0, "target": 1, "strength": 2.5}]
     parties = InProcessParties(parse_scenario(tiny_raw))
     for q, r in (("A", "B"), ("B", "A")):
-        parties.call(r, "accept", parties.call(q, "query", r))
-    message, truth = parties.call("B", "answer", "A", 2)
+        parties[r].accept(parties[q].query(r))
+    message, truth = parties["B"].answer("A", 2)
     assert truth.manipulated.all()
     expected = 1.5 * predict(parties.parties["B"].model, parties.parties["A"].x)
     expected[:, 1] += 2.5
-    parties.call("A", "receive", message)
+    parties["A"].receive(message)
     np.testing.assert_allclose(parties.parties["A"].received["B"].peer_logits, expected, rtol=1e-5, atol=1e-5)
 
 

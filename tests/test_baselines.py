@@ -66,7 +66,7 @@ def test_fedavg_weights_by_sample_count(tiny_raw):
     scenario = parse_scenario(tiny_raw, ["protocol=fedavg", "epochs=1"])
     alone = InProcessParties(scenario)
     for p in "AB":
-        alone.call(p, "train", False)
+        alone[p].train(False)
     wa, wb = (alone.parties[p].model[1].weight for p in "AB")
     torch.testing.assert_close(parties.parties["A"].model[1].weight, (50 * wa + 25 * wb) / 75)
 

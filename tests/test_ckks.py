@@ -149,14 +149,17 @@ class AnswerRecorder(InProcessParties):
     def __init__(self, scenario):
         super().__init__(scenario)
         self.answers = []
+        responder = self.parties["B"]
+        answer = responder.answer
 
-    def call(self, party, method, *args):
-        result = super().call(party, method, *args)
-        if method == "answer" and party == "B":
-            querier = self.parties[args[0]]
-            plaintext = plaintext_logits(self.parties["B"].model, torch.from_numpy(querier.x))
+        def recorded(peer, epoch):
+            result = answer(peer, epoch)
+            querier = self.parties[peer]
+            plaintext = plaintext_logits(responder.model, torch.from_numpy(querier.x))
             self.answers.append((querier.querying["B"].decode(result[0].wire), plaintext))
-        return result
+            return result
+
+        responder.answer = recorded
 
 
 THREE_PARTIES_SWAP = {

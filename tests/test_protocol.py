@@ -20,14 +20,17 @@ class PayloadRecorder(InProcessParties):
     def __init__(self, scenario):
         super().__init__(scenario)
         self.sent = []
+        for party in self.parties.values():
+            party.query = self.recording(party.query, lambda message: message)
+            party.answer = self.recording(party.answer, lambda result: result[0])
 
-    def call(self, party, method, *args):
-        result = super().call(party, method, *args)
-        if method == "query":
-            self.sent.append(result)
-        if method == "answer":
-            self.sent.append(result[0])
-        return result
+    def recording(self, method, message_of):
+        def call(*args):
+            result = method(*args)
+            self.sent.append(message_of(result))
+            return result
+
+        return call
 
 
 def run(raw, overrides=()):
@@ -82,11 +85,11 @@ def test_manipulated_answers_reach_querier(tiny_raw):
     scenario = parse_scenario(tiny_raw)
     parties = InProcessParties(scenario)
     for q, r in (("A", "B"), ("B", "A")):
-        parties.call(r, "accept", parties.call(q, "query", r))
-    message, truth = parties.call("B", "answer", "A", 2)
+        parties[r].accept(parties[q].query(r))
+    message, truth = parties["B"].answer("A", 2)
     assert truth.manipulated.all() and truth.target == 1
     clean = predict(parties.parties["B"].model, parties.parties["A"].x)
-    parties.call("A", "receive", message)
+    parties["A"].receive(message)
     received = parties.parties["A"].received["B"].peer_logits
     np.testing.assert_allclose(received[:, [1, 0, 2]], clean, rtol=1e-6)
 
@@ -100,13 +103,13 @@ def test_filter_audit_judges_answers_against_the_clean_twin(tiny_raw):
     parties = InProcessParties(scenario)
     a, b = parties.parties["A"], parties.parties["B"]
     for q, r in (("A", "B"), ("B", "A")):
-        parties.call(r, "accept", parties.call(q, "query", r))
+        parties[r].accept(parties[q].query(r))
     for _ in range(5):  # confident models, so that a swap moves real probability mass
         for p in "AB":
-            parties.call(p, "train", False)
-    message, truth = parties.call("B", "answer", "A", 6)
-    parties.call("A", "receive", message)
-    audit = parties.call("A", "audit", "B", truth)
+            parties[p].train(False)
+    message, truth = parties["B"].answer("A", 6)
+    parties["A"].receive(message)
+    audit = parties["A"].audit("B", truth)
     # The ground truth, by hand: B's twin answers what B's unmanipulated model would (a
     # manipulation-only attack leaves B's training untouched, so twin and B hold the same model).
     twin = predict(b.twin.model, a.x)
@@ -120,9 +123,9 @@ def test_filter_audit_judges_answers_against_the_clean_twin(tiny_raw):
     assert audit["recall"] == pytest.approx((~kept & harm.harmful).sum() / harm.harmful.sum())
     assert audit["precision"] == pytest.approx((~kept & harm.harmful).sum() / max((~kept).sum(), 1))
     # An honest responder's answers are never harmful.
-    reply, honest_truth = parties.call("A", "answer", "B", 6)
-    parties.call("B", "receive", reply)
-    assert honest_truth.twin_logits is None and parties.call("B", "audit", "A", honest_truth)["harmful"] == 0.0
+    reply, honest_truth = parties["A"].answer("B", 6)
+    parties["B"].receive(reply)
+    assert honest_truth.twin_logits is None and parties["B"].audit("A", honest_truth)["harmful"] == 0.0
 
 
 def test_audit_runs_every_exchange_epoch_per_peer(tiny_raw):

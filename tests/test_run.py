@@ -49,7 +49,7 @@ def test_crashed_actor_names_party_and_phase(tiny_raw, ray_local):
     parties = RayParties(parse_scenario(tiny_raw))
     ray.kill(parties.actors["B"])
     with pytest.raises(PartyFailure) as info:
-        parties.gather("train", [(p, parties.call(p, "train", False)) for p in parties.names])
+        parties.gather("train", [(p, parties[p].train(False)) for p in parties.names])
     assert info.value.party == "B" and info.value.phase == "train"
     assert "party 'B' failed during 'train'" in str(info.value)
 

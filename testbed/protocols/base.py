@@ -9,14 +9,21 @@ from testbed.registry import Params, Registry
 if TYPE_CHECKING:  # config imports this registry, so only type checkers see these
     from testbed.config import Scenario
     from testbed.messages import Channel
+    from testbed.party import Party
 
 
 class Parties(TypingProtocol):
-    """What a protocol needs from the layer that places parties (see :mod:`testbed.cluster`)."""
+    """What a protocol needs from the layer that places parties (see :mod:`testbed.cluster`).
+
+    ``parties[name]`` is the party seen through :class:`~testbed.party.Party`'s methods, so every
+    step of a protocol is a method a reader can jump to; each call returns its result, or a future
+    of it (Ray), and :meth:`gather` resolves a list of them, naming the party and phase of the
+    first failure.
+    """
 
     names: list[str]
 
-    def call(self, party: str, method: str, *args: Any) -> Any: ...
+    def __getitem__(self, name: str) -> Party: ...
 
     def gather(self, phase: str, calls: list[tuple[str, Any]]) -> list[Any]: ...
 
@@ -30,9 +37,9 @@ def train_and_report(
 ) -> dict[str, dict[str, Any]]:
     """One epoch of label-only training and evaluation for ``trainers``; reported (if ``report``)
     under the names ``reported_as`` (default: the trainers themselves)."""
-    losses = parties.gather("train", [(p, parties.call(p, "train", False)) for p in trainers])
-    scores = parties.gather("evaluate", [(p, parties.call(p, "evaluate")) for p in trainers])
-    times = parties.gather("timings", [(p, parties.call(p, "take_timings")) for p in trainers])
+    losses = parties.gather("train", [(p, parties[p].train(False)) for p in trainers])
+    scores = parties.gather("evaluate", [(p, parties[p].evaluate()) for p in trainers])
+    times = parties.gather("timings", [(p, parties[p].take_timings()) for p in trainers])
     metrics = {p: {"loss": loss, **score, "seconds": seconds} for p, loss, score, seconds in zip(trainers, losses, scores, times)}
     if reported_as is not None:
         metrics = {name: metrics[trainers[0]] for name in reported_as}

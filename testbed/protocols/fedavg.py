@@ -9,17 +9,23 @@ through a server would, halved. Communication is the measured size of the serial
 
 from __future__ import annotations
 
+import io
 from itertools import permutations
 from typing import TYPE_CHECKING
 
+import torch
+
 from pydantic import Field
 
+from testbed.messages import Message
 from testbed.protocols.base import PROTOCOLS, EpochReport, Parties, TrainingProtocol, train_and_report
 from testbed.registry import Params
+from testbed.schemes.base import Wire
 
 if TYPE_CHECKING:
     from testbed.config import Scenario
     from testbed.messages import Channel
+    from testbed.party import Party
 
 
 @PROTOCOLS.register("fedavg")
@@ -34,13 +40,32 @@ class FedAvg(TrainingProtocol):
         for epoch in range(1, scenario.epochs + 1):
             metrics = train_and_report(parties, parties.names, epoch, report=None)
             if epoch % self.params.local_epochs == 0:
-                states = parties.gather("share", [(s, parties.call(s, "share_model", r, epoch)) for s, r in permutations(parties.names, 2)])
+                states = parties.gather("share", [(s, parties[s].apply(share_model, r, epoch)) for s, r in permutations(parties.names, 2)])
                 for message in states:
                     channel.record(message)
                 by_receiver = {p: [m for m in states if m.receiver == p] for p in parties.names}
-                parties.gather("average", [(p, parties.call(p, "average_models", by_receiver[p])) for p in parties.names])
+                parties.gather("average", [(p, parties[p].apply(average_models, by_receiver[p])) for p in parties.names])
                 # Evaluate the averaged models: they are what the parties hold after the round.
-                scores = parties.gather("evaluate", [(p, parties.call(p, "evaluate")) for p in parties.names])
+                scores = parties.gather("evaluate", [(p, parties[p].evaluate()) for p in parties.names])
                 for p, score in zip(parties.names, scores):
                     metrics[p].update(score)
             report(epoch, metrics)
+
+
+def share_model(party: Party, peer: str, epoch: int) -> Message:
+    """``party``'s serialized model weights and sample count, for ``peer``."""
+    buffer = io.BytesIO()
+    torch.save({"samples": len(party.y), "state": party.model.state_dict()}, buffer)
+    return Message(party.name, peer, "model", epoch, Wire(buffer.getvalue()))
+
+
+def average_models(party: Party, messages: list[Message]) -> None:
+    """Replace ``party``'s model by the sample-weighted average of its own and the peers'."""
+    received = [torch.load(io.BytesIO(m.wire.data), weights_only=True) for m in messages]
+    states = [(len(party.y), party.model.state_dict())] + [(r["samples"], r["state"]) for r in received]
+    total = sum(n for n, _ in states)
+    averaged = {
+        key: sum(n * state[key].float() for n, state in states).div(total).to(value.dtype)
+        for key, value in party.model.state_dict().items()
+    }
+    party.model.load_state_dict(averaged)

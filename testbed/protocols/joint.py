@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from pydantic import Field
 
+from testbed.population import load_data, party_data
 from testbed.protocols.base import PROTOCOLS, EpochReport, Parties, TrainingProtocol, train_and_report
 from testbed.registry import Params
 
 if TYPE_CHECKING:
     from testbed.config import Scenario
     from testbed.messages import Channel
+    from testbed.party import Party
 
 
 @PROTOCOLS.register("joint")
@@ -30,7 +33,7 @@ class Joint(TrainingProtocol):
 
     def run(self, scenario: Scenario, parties: Parties, channel: Channel, report: EpochReport) -> None:
         host = parties.names[0]
-        parties.gather("merge", [(host, parties.call(host, "hold_union"))])
+        parties.gather("merge", [(host, parties[host].apply(hold_union))])
         report(0, {})
         for epoch in range(1, scenario.epochs + 1):
             train_and_report(parties, [host], epoch, report, reported_as=parties.names)
@@ -68,3 +71,11 @@ class Joint(TrainingProtocol):
             out["mpc_rounds_per_epoch_measured"] = round(rounds_per_epoch(measured, samples))
             out["mpc_source_measured"] = measured["source"]
         return out
+
+
+def hold_union(party: Party) -> int:
+    """Make ``party`` hold every party's data (as MPC training would see it); returns the size."""
+    shares = party_data(party.scenario, load_data(party.scenario)).values()
+    party.x = np.concatenate([share.train.x for share in shares])
+    party.y = np.concatenate([share.train.y for share in shares])
+    return len(party.y)

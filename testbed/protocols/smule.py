@@ -24,28 +24,28 @@ class SMuLe(TrainingProtocol):
         directions = list(permutations(parties.names, 2))  # (querier, responder)
 
         # One-time setup: each querier sends each responder its public context and encrypted samples.
-        queries = parties.gather("query", [(q, parties.call(q, "query", r)) for q, r in directions])
+        queries = parties.gather("query", [(q, parties[q].query(r)) for q, r in directions])
         for message in queries:
             channel.record(message)
-        parties.gather("accept", [(m.receiver, parties.call(m.receiver, "accept", m)) for m in queries])
-        times = parties.gather("timings", [(p, parties.call(p, "take_timings")) for p in parties.names])
+        parties.gather("accept", [(m.receiver, parties[m.receiver].accept(m)) for m in queries])
+        times = parties.gather("timings", [(p, parties[p].take_timings()) for p in parties.names])
         report(0, {p: {"seconds": seconds} for p, seconds in zip(parties.names, times)})
 
         for epoch in range(1, scenario.epochs + 1):
             exchange = epoch > scenario.training.warmup_epochs
             audits: dict[str, dict[str, dict]] = {p: {} for p in parties.names}
             if exchange:
-                answers = parties.gather("answer", [(r, parties.call(r, "answer", q, epoch)) for q, r in directions])
+                answers = parties.gather("answer", [(r, parties[r].answer(q, epoch)) for q, r in directions])
                 for message, _ in answers:
                     channel.record(message)
-                parties.gather("receive", [(m.receiver, parties.call(m.receiver, "receive", m)) for m, _ in answers])
+                parties.gather("receive", [(m.receiver, parties[m.receiver].receive(m)) for m, _ in answers])
                 # The simulator's ground truth goes to the querier's audit only after it has filtered.
-                calls = [(m.receiver, parties.call(m.receiver, "audit", m.sender, truth)) for m, truth in answers]
+                calls = [(m.receiver, parties[m.receiver].audit(m.sender, truth)) for m, truth in answers]
                 for (querier, _), (message, _), audit in zip(calls, answers, parties.gather("audit", calls)):
                     audits[querier][message.sender] = audit
-            losses = parties.gather("train", [(p, parties.call(p, "train", exchange)) for p in parties.names])
-            scores = parties.gather("evaluate", [(p, parties.call(p, "evaluate")) for p in parties.names])
-            times = parties.gather("timings", [(p, parties.call(p, "take_timings")) for p in parties.names])
+            losses = parties.gather("train", [(p, parties[p].train(exchange)) for p in parties.names])
+            scores = parties.gather("evaluate", [(p, parties[p].evaluate()) for p in parties.names])
+            times = parties.gather("timings", [(p, parties[p].take_timings()) for p in parties.names])
             report(epoch, {
                 p: {"loss": loss, **score, "filter": mean_audit(audits[p]), "seconds": seconds}
                 for p, loss, score, seconds in zip(parties.names, losses, scores, times)
