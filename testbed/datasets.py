@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
+from testbed.files import atomic_path
 from testbed.registry import Params, Registry
 
 
@@ -209,9 +210,8 @@ class Cifar10(Dataset):
                 return dict(stored)
         arrays = _read_batches(path) if path.is_dir() else _read_image_zip(path, self.CLASS_NAMES)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(partial, **arrays)
-        os.replace(partial, cache)
+        with atomic_path(cache, suffix=".tmp.npz") as partial:
+            np.savez(partial, **arrays)
         return arrays
 
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from testbed.files import atomic_path
+
 SUMMARY = "summary.json"
 STATUS = "status.json"
 #: Every file a run writes, in the order a completed rerun moves them over the earlier results:
@@ -78,12 +80,10 @@ def to_json(value: Any, **options: Any) -> str:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and a rename: readers see all or nothing."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(partial, "w") as handle:
+    with atomic_path(path) as partial, open(partial, "w") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(partial, path)
 
 
 def default_run_dir(root: Path, scenario_name: str, seed: int) -> Path:

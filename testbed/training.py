@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from testbed.config import TrainingConfig
+from testbed.models import evaluating
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,8 @@ def train_epoch(
 
 def predict(model: nn.Module, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     """Logits of ``model`` in eval mode, as float32 numpy."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model):
         out = [model(torch.from_numpy(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
-    model.train(was_training)
     return torch.cat(out).numpy()
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from testbed.models import evaluating
 from testbed.registry import Params, Registry
 
 
@@ -54,11 +55,8 @@ class LogitMap:
 
 def plaintext_logits(model: nn.Module, samples: torch.Tensor, logit_map: LogitMap | None = None) -> np.ndarray:
     """The responder's logits computed in the clear (eval mode), with any manipulation applied."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model):
         logits = model(samples).numpy().astype(np.float32)
-    model.train(was_training)
     return logit_map.apply(logits) if logit_map is not None else logits
 
 
