@@ -22,9 +22,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from testbed.results import SUMMARY, read_lines
+from testbed.results import STATUS, SUMMARY, read_lines, read_status
 
-STATUS = "status.json"
 #: Where analysis.sweep puts each attacked run's rate-0 twin; those runs carry no axes.
 REFERENCE_DIR = "rate0"
 ALWAYS = ("seed", "epochs", "protocol.kind", "scheme.kind", "scheme.mode", "dataset.kind")
@@ -73,7 +72,7 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
 def _complete(runs: list[Path]) -> tuple[list[Path], list[str]]:
     complete, skipped = [], []
     for run in runs:
-        state = json.loads((run / STATUS).read_text()).get("state")
+        state = (read_status(run) or {}).get("state")
         if state == "complete" and (run / SUMMARY).is_file():
             complete.append(run)
         else:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.sweep import RunsFailed, run_scenarios
+from analysis.sweep import RunsFailed, run_scenarios, summary_rows
 from testbed.config import Scenario, ScenarioError, load_scenario
 from testbed.population import load_data, party_data, success_probe
 from testbed.results import write_atomic
@@ -66,18 +66,16 @@ def sample_sizes(scenario: Scenario) -> dict[str, int]:
     return sizes
 
 
+#: Per-party rates compared with the baseline: the columns of :func:`analysis.sweep.summary_rows`.
+RATES = ("accuracy", "asr", "asr_delta", "filter_precision", "filter_recall", "filter_kept")
+
+
 def metrics_of(summary: dict, reference: dict | None) -> dict[tuple[str, str], float]:
-    """``{(party, metric): value}`` of one run; communication under party ``*``."""
+    """``{(party, metric): value}`` of one run, deltas against the rate-0 ``reference`` as the
+    sweep tables compute them; communication under party ``*``."""
     out: dict[tuple[str, str], float] = {}
-    for party, values in summary["parties"].items():
-        out[party, "accuracy"] = values["accuracy"]
-        if values["asr"] is not None:
-            out[party, "asr"] = values["asr"]
-            if reference is not None:
-                out[party, "asr_delta"] = values["asr"] - reference["parties"][party]["asr"]
-        for key in ("precision", "recall", "kept"):
-            if values.get("filter"):
-                out[party, f"filter_{key}"] = values["filter"][key]
+    for row in summary_rows({}, summary, reference):
+        out.update({(row["party"], metric): row[metric] for metric in RATES if row[metric] is not None})
     comm = summary["communication"]
     for key in EXACT:
         out["*", key] = comm[key]

@@ -42,8 +42,9 @@ from tqdm import tqdm
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from analysis.load import flatten
 from testbed.config import Scenario, ScenarioError, load_scenario, parse_scenario, read_yaml
-from testbed.registry import error_location, error_message
+from testbed.registry import validation_problems
 from testbed.results import SUMMARY, RunDirectory, check_component, inside, mark_stopped, write_atomic
 
 #: Axis and variant names become directory names (``DIR/<axis=variant,...>/``).
@@ -80,7 +81,7 @@ def load_sweep(path: Path) -> dict[str, Any]:
     try:
         sweep = SweepFile.model_validate(raw if raw is not None else {}).model_dump()
     except ValidationError as err:
-        raise ScenarioError([(error_location(e["loc"]) or "<top>", error_message(e)) for e in err.errors()]) from None
+        raise ScenarioError(validation_problems(err)) from None
     if not (Path(path).parent / sweep["base"]).is_file():
         raise ScenarioError([("base", f"no scenario file at {Path(path).parent / sweep['base']} (base is relative to the sweep file)")])
     return sweep
@@ -191,7 +192,7 @@ def run_sweep(sweep_path: Path, out: Path | None = None, parallel: int = 1, prog
 def varying_keys(scenarios: dict[str, Scenario]) -> dict[str, dict[str, Any]]:
     """Per run, the resolved scenario keys (dotted paths) whose values differ between the runs:
     what the table must show so that no axis hides in the overrides."""
-    flat = {name: pd.json_normalize(scenario.dump(), sep=".").iloc[0].to_dict() for name, scenario in scenarios.items()}
+    flat = {name: flatten(scenario.dump()) for name, scenario in scenarios.items()}
     keys = set().union(*flat.values())
     differ = sorted(k for k in keys if len({repr(f.get(k)) for f in flat.values()}) > 1)
     return {name: {k: f.get(k) for k in differ} for name, f in flat.items()}

@@ -17,9 +17,7 @@ import torch
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainSerializer,
     ValidationError,
@@ -36,7 +34,7 @@ from testbed.datasets import DATASETS
 from testbed.filters.base import FILTERS
 from testbed.models import MODELS, is_he_friendly
 from testbed.protocols.base import PROTOCOLS
-from testbed.registry import Registry, Spec, error_location, error_message, short_repr
+from testbed.registry import Params, Registry, Spec, short_repr, validation_problems
 from testbed.results import check_component
 from testbed.schemes.base import SCHEMES
 from testbed.splits import SPLITS
@@ -103,10 +101,9 @@ FilterSpec, _ = _spec(FILTERS)
 ProtocolSpec, DEFAULT_PROTOCOL = _spec(PROTOCOLS, "smule")
 
 
-class Strict(BaseModel):
-    # Strict numbers, as in component parameters (testbed.registry.Params): `epochs: true` or
-    # `temperature: .inf` is a mistake to report, not 1 or a run that trains on NaN.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+class Strict(Params):
+    """A scenario section: the rules of component parameters (unknown keys are errors; strict
+    numbers, so `epochs: true` or `temperature: .inf` is a mistake to report, not 1 or NaN)."""
 
 
 class TrainingConfig(Strict):
@@ -319,7 +316,7 @@ def parse_scenario(raw: Any, overrides: list[str] = ()) -> Scenario:
         scenario = Scenario.model_validate(raw)
     except ValidationError as err:
         errors = err.errors()
-        problems += [(_location(e["loc"]), error_message(e)) for e in errors]
+        problems += validation_problems(err)
         invalid = frozenset(path for path, _ in problems) | {".".join(map(str, _part(e["loc"]))) for e in errors}
         salvaged = _salvage(raw, [_part(e["loc"]) for e in errors])
         if salvaged is not None:
@@ -373,6 +370,3 @@ def load_scenario(path: str | os.PathLike, overrides: list[str] = ()) -> Scenari
         raise ScenarioError([(str(path), f"not UTF-8 text ({err.reason} at byte {err.start})")]) from None
     return parse_scenario(read_yaml(text, str(path)), overrides)
 
-
-def _location(loc: tuple) -> str:
-    return error_location(loc) or "<top>"

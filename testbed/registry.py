@@ -84,6 +84,11 @@ def error_location(loc: tuple) -> str:
     return ".".join(str(part) for part in loc if not (isinstance(part, str) and "[" in part))
 
 
+def validation_problems(err: ValidationError) -> list[tuple[str, str]]:
+    """``(key path, message)`` for each error of a validation of a whole document."""
+    return [(error_location(e["loc"]) or "<top>", error_message(e)) for e in err.errors()]
+
+
 def describe_error(error: dict[str, Any]) -> str:
     """One pydantic error of a component's parameters as ``key=value: what is allowed``; a check
     of several keys together (a model validator, with no key of its own) as its message and the

@@ -1,12 +1,13 @@
 """Every scenario and sweep file shipped under scenarios/ validates."""
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-from testbed.config import load_scenario
+from testbed.config import load_scenario, parse_scenario
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 CIFAR10_COPY = SCENARIOS.parent.parent / "shared" / "data" / "cifar10-jpeg.zip"
@@ -19,7 +20,10 @@ def test_scenario_file_validates(path, monkeypatch):
         if not CIFAR10_COPY.is_file():
             pytest.skip("no CIFAR-10 copy to validate CIFAR-10 scenarios against")
         monkeypatch.setenv("SMULE_CIFAR10", str(CIFAR10_COPY))
-    load_scenario(SCENARIOS / path)
+    scenario = load_scenario(SCENARIOS / path)
+    assert scenario.name == yaml.safe_load((SCENARIOS / path).read_text())["name"]
+    # The resolved scenario (what a run writes to scenario.yaml) reads back as the same scenario.
+    assert parse_scenario(scenario.dump()) == scenario
 
 
 @pytest.mark.parametrize("path", sorted(p.name for p in (SCENARIOS / "sweeps").glob("*.yaml")))
@@ -29,5 +33,6 @@ def test_every_variant_of_a_sweep_validates(path):
     base = SCENARIOS / "sweeps" / sweep["base"]
     load_scenario(base, list(sweep.get("set", [])))
     for axis, variants in sweep["grid"].items():
-        for name, overrides in variants.items():
-            load_scenario(base, list(sweep.get("set", [])) + list(overrides))
+        resolved = {name: load_scenario(base, list(sweep.get("set", [])) + list(overrides)) for name, overrides in variants.items()}
+        # Every variant of an axis is a different run: none is a no-op copy of another.
+        assert len({json.dumps(s.dump(), sort_keys=True) for s in resolved.values()}) == len(variants), axis
