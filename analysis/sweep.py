@@ -38,9 +38,8 @@ from typing import Annotated, Any
 
 import pandas as pd
 import ray
-from tqdm import tqdm
-
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from tqdm import tqdm
 
 from analysis.load import flatten
 from testbed.config import Scenario, ScenarioError, load_scenario, parse_scenario, read_yaml

@@ -1,7 +1,6 @@
-"""Poisoning and prediction-manipulation attacks; importing this package registers them all."""
+"""Poisoning and prediction-manipulation attacks, one family per file (registered through
+:mod:`testbed.plugins`)."""
 
-from attacks import backdoor, label_flip, manipulation  # noqa: F401  (registers)
-from attacks import adaptive  # noqa: F401  (registers the filter-aware attacks)
-from attacks.base import ATTACKS, Attack, DataPoisoning, PoisonedData, PredictionManipulation, SuccessProbe
+from attacks.base import Attack, DataPoisoning, PoisonedData, PredictionManipulation, SuccessProbe
 
-__all__ = ["ATTACKS", "Attack", "DataPoisoning", "PoisonedData", "PredictionManipulation", "SuccessProbe"]
+__all__ = ["Attack", "DataPoisoning", "PoisonedData", "PredictionManipulation", "SuccessProbe"]

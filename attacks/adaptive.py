@@ -1,4 +1,4 @@
-"""Filter-aware (adaptive) attacks (DESIGN.md s.2 (c), s.5): built to pass the honest querier's
+"""Filter-aware (adaptive) attacks: built to pass the honest querier's
 robustness filters, so that the testbed shows where filtering stops protecting it.
 
 The querier's filters judge each answer by its argmax (agreement), the peer probability of the
@@ -22,9 +22,10 @@ from pydantic import Field, PositiveInt, model_validator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from attacks.base import ATTACKS, DataPoisoning, PoisonedData, SuccessProbe
+from attacks.base import DataPoisoning, PoisonedData, SuccessProbe
 from attacks.common import ClassIndex, SourceTargetParams, SourceToTarget, budget, check_classes
 from attacks.manipulation import ClassSwap, TargetedPush
+from testbed.registry import ATTACKS
 
 
 @ATTACKS.register("mass_shift")

@@ -13,9 +13,9 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveInt
 
-from attacks.base import ATTACKS, DataPoisoning, PoisonedData, SuccessProbe
+from attacks.base import DataPoisoning, PoisonedData, SuccessProbe
 from attacks.common import ClassIndex, Rate, check_classes, choose
-from testbed.registry import FromList, Params
+from testbed.registry import ATTACKS, FromList, Params
 
 
 def checkerboard(height: int, width: int) -> np.ndarray:
@@ -34,7 +34,7 @@ class Backdoor(DataPoisoning):
         target: the label the triggered samples get.
 
     Success probe: triggered copies of the test samples whose true class is not ``target``
-    (DESIGN.md s.6), which count as a success when classified as ``target``.
+    (README, "Attacks"), which count as a success when classified as ``target``.
     """
 
     class Params(Params):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from testbed.registry import Params, Registry
+from testbed.registry import Params
 from testbed.schemes.base import LogitMap
 
 
@@ -31,7 +31,7 @@ class PoisonedData:
 
 @dataclass(frozen=True)
 class SuccessProbe:
-    """Test inputs whose classification as ``target`` counts as attack success (DESIGN.md s.6)."""
+    """Test inputs whose classification as ``target`` counts as attack success (README, "Attacks")."""
 
     x: np.ndarray
     target: int
@@ -40,6 +40,8 @@ class SuccessProbe:
 class Attack:
     Params = Params
     kind: str
+    #: True for a :class:`PredictionManipulation` (the schema allows one per party without importing this module).
+    manipulates_predictions = False
 
     def __init__(self, params: Params):
         self.params = params
@@ -59,9 +61,10 @@ class DataPoisoning(Attack):
 
 
 class PredictionManipulation(Attack):
+    manipulates_predictions = True
+
     def logit_map(self, n_samples: int, classes: int, rng: np.random.Generator) -> LogitMap:
         """The map applied to the logits returned for ``n_samples`` queried samples this epoch."""
         raise NotImplementedError
 
 
-ATTACKS: Registry[Attack] = Registry("attack")

@@ -57,7 +57,7 @@ class SourceTargetParams(Params):
 
 class SourceToTarget:
     """Mixin for attacks that move class ``source`` to ``target``: their ASR is the share of
-    source-class test samples classified as ``target`` (DESIGN.md s.6, targeted label flip)."""
+    source-class test samples classified as ``target``."""
 
     def check(self, input_shape: tuple[int, ...], classes: int) -> None:
         check_classes(self, classes, "source", "target")

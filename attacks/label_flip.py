@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from attacks.base import ATTACKS, DataPoisoning, PoisonedData
+from attacks.base import DataPoisoning, PoisonedData
 from attacks.common import Rate, SourceTargetParams, SourceToTarget, choose
-from testbed.registry import Params
+from testbed.registry import ATTACKS, Params
 
 
 @ATTACKS.register("label_flip")

@@ -1,4 +1,4 @@
-"""Prediction manipulation by a malicious responder (DESIGN.md s.2 (b)).
+"""Prediction manipulation by a malicious responder.
 
 The responder computes its answers under CKKS encryption: it never sees the querier's samples,
 labels or even its own logits, so it can only apply a per-sample affine map to the encrypted
@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, field_validator
 
-from attacks.base import ATTACKS, PredictionManipulation, SuccessProbe
+from attacks.base import PredictionManipulation, SuccessProbe
 from attacks.common import ClassIndex, Rate, SourceTargetParams, SourceToTarget, check_classes, choose
-from testbed.registry import Params
+from testbed.registry import ATTACKS, Params
 from testbed.schemes.base import LogitMap
 
 

@@ -30,7 +30,7 @@ from testbed.datasets import DATASETS  # noqa: E402
 from testbed.models import MODELS  # noqa: E402
 from testbed.results import write_atomic  # noqa: E402
 from testbed.schemes import SCHEMES  # noqa: E402
-from testbed.schemes.ckks_circuit import Linear, SumPool, circuit_depth, lower_model  # noqa: E402
+from testbed.schemes.ckks.circuit import Linear, SumPool, circuit_depth, lower_model  # noqa: E402
 
 CLASSES = 10
 CIFAR_ZIP = ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip"
@@ -111,16 +111,16 @@ def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int) -> di
     accounted_setup = accounted_querier.setup(samples)
     accounted_responder.load(accounted_setup)
     accounted_answer = accounted_responder.answer(model)
-    parameters = querier.parameters
+    plan = querier.plan
     error = np.abs(logits - reference)
     return {
         "samples": len(samples),
         "input_shape": list(input_shape),
         "ckks": {
-            "poly_modulus_degree": parameters.poly_modulus_degree,
-            "coeff_mod_bit_sizes": list(parameters.coeff_mod_bit_sizes),
-            "scale_bits": parameters.scale_bits,
-            "slots_per_batch": parameters.slots,
+            "poly_modulus_degree": plan.poly_modulus_degree,
+            "coeff_mod_bit_sizes": list(plan.coeff_mod_bit_sizes),
+            "scale_bits": plan.scale_bits,
+            "slots_per_batch": plan.slots,
             "model_depth": circuit_depth(circuit),
             "key_depth": depth,
         },

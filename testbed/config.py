@@ -15,29 +15,10 @@ from typing import Annotated, Any, Literal
 
 import torch
 import yaml
-from pydantic import (
-    AfterValidator,
-    BeforeValidator,
-    Field,
-    PlainSerializer,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, ValidationError, field_validator, model_validator
 
-import attacks  # noqa: F401  (registers attacks)
-import testbed.filters  # noqa: F401  (registers filters)
-import testbed.protocols  # noqa: F401  (registers protocols)
-import testbed.schemes  # noqa: F401  (registers schemes)
-from attacks.base import ATTACKS, PredictionManipulation
-from testbed.datasets import DATASETS
-from testbed.filters.base import FILTERS
-from testbed.models import MODELS, is_he_friendly
-from testbed.protocols.base import PROTOCOLS
-from testbed.registry import Params, Registry, Spec, short_repr, validation_problems
-from testbed.results import check_component
-from testbed.schemes.base import SCHEMES
-from testbed.splits import SPLITS
+from testbed.files import check_component
+from testbed.registry import ATTACKS, DATASETS, FILTERS, MODELS, PROTOCOLS, SCHEMES, SPLITS, Params, Registry, Spec, short_repr, validation_problems
 
 
 class ScenarioError(ValueError):
@@ -82,23 +63,27 @@ def read_yaml(text: str, where: str) -> Any:
         raise ScenarioError([(where, "not valid YAML: nested too deeply")]) from None
 
 
-def _spec(registry: Registry, default: Any = None):
+def _spec(registry: Registry):
     """A scenario field naming a registered component: ``{kind: ..., <params>}`` or a bare kind."""
-    kind = Annotated[
+    return Annotated[
         Spec,
         BeforeValidator(registry.parse_spec),
         PlainSerializer(lambda spec: spec.dump(), return_type=dict),
     ]
-    return kind, (registry.parse_spec(default) if default is not None else None)
 
 
-ModelSpec, DEFAULT_MODEL = _spec(MODELS, "mlp")
-DatasetSpec, DEFAULT_DATASET = _spec(DATASETS, "digits")
-SplitSpec, DEFAULT_SPLIT = _spec(SPLITS, "iid")
-SchemeSpec, DEFAULT_SCHEME = _spec(SCHEMES, "plaintext")
-AttackSpec, _ = _spec(ATTACKS)
-FilterSpec, _ = _spec(FILTERS)
-ProtocolSpec, DEFAULT_PROTOCOL = _spec(PROTOCOLS, "smule")
+def _default(kind: str) -> Any:
+    # Validated when a scenario is, not at import: the registries fill when the plug-ins load.
+    return Field(default_factory=lambda: kind, validate_default=True)
+
+
+ModelSpec = _spec(MODELS)
+DatasetSpec = _spec(DATASETS)
+SplitSpec = _spec(SPLITS)
+SchemeSpec = _spec(SCHEMES)
+AttackSpec = _spec(ATTACKS)
+FilterSpec = _spec(FILTERS)
+ProtocolSpec = _spec(PROTOCOLS)
 
 
 class Strict(Params):
@@ -125,7 +110,7 @@ DEFAULT_FILTERS: tuple[dict[str, Any], ...] = ({"kind": "true_label"},)
 class PartyConfig(Strict):
     role: Literal["honest", "malicious"] = "honest"
     samples: int = Field(ge=1, description="training samples this party holds")
-    model: ModelSpec = DEFAULT_MODEL
+    model: ModelSpec = _default("mlp")
     attacks: list[AttackSpec] = Field(default_factory=list, description="malicious parties only")
     filters: list[FilterSpec] = Field(description="robustness filters on the peers' answers; default DEFAULT_FILTERS for honest parties")
 
@@ -161,11 +146,11 @@ class Scenario(Strict):
     description: str = ""
     # numpy, torch and scikit-learn all take 32-bit seeds
     seed: int = Field(0, ge=0, le=2**32 - 1)
-    protocol: ProtocolSpec = DEFAULT_PROTOCOL
+    protocol: ProtocolSpec = _default("smule")
     epochs: int = Field(10, ge=1, le=10000)
-    dataset: DatasetSpec = DEFAULT_DATASET
-    split: SplitSpec = DEFAULT_SPLIT
-    scheme: SchemeSpec = DEFAULT_SCHEME
+    dataset: DatasetSpec = _default("digits")
+    split: SplitSpec = _default("iid")
+    scheme: SchemeSpec = _default("plaintext")
     training: TrainingConfig = TrainingConfig()
     parties: dict[str, PartyConfig] = Field(min_length=2)
     ray: RayConfig = RayConfig()
@@ -234,7 +219,7 @@ def _attack_problems(key: str, party: PartyConfig, dataset: Any) -> list[tuple[s
             attack.check(dataset.input_shape, dataset.classes)
         except ValueError as err:
             problems.append((f"{key}.{i}", str(err)))
-        if isinstance(attack, PredictionManipulation):
+        if attack.manipulates_predictions:
             manipulating.append(spec.kind)
     if len(manipulating) > 1:
         problems.append((key, f"at most one prediction manipulation per party, got {', '.join(manipulating)}"))
@@ -254,8 +239,6 @@ def _model_problems(key: str, party: PartyConfig, dataset: Any, scheme: Any, sch
         return [(key, str(err))]
     except RuntimeError as err:  # torch's own shape checks
         return [(key, f"{party.model.dump()} cannot be built for inputs of shape {dataset.input_shape}: {str(err).strip().splitlines()[0]}")]
-    if scheme.needs_he_friendly_model and not is_he_friendly(model):
-        return [(key, f"scheme '{scheme.kind}' needs an HE-friendly model (mlp with square/poly2, he_cnn); got '{party.model.kind}' with {party.model.params}")]
     try:
         scheme.check_model(scheme_params, model, dataset.input_shape)
     except ValueError as err:

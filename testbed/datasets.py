@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from testbed.files import atomic_path
-from testbed.registry import Params, Registry
+from testbed.registry import DATASETS, Params
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,6 @@ class Dataset:
         raise NotImplementedError
 
 
-DATASETS: Registry[Dataset] = Registry("dataset")
 
 
 def _take_test(data: ArrayDataset, count: int | None, seed: int) -> ArrayDataset:

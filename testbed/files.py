@@ -1,8 +1,9 @@
-"""Writing a file so that readers see all of it or none of it (core: any layer may use it)."""
+"""Safe file names and writes that readers see whole or not at all (core: any layer may use them)."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,3 +20,17 @@ def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+_COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
+
+
+def check_component(name: str) -> str:
+    """Return ``name`` if it is safe as one directory name under a results root, else raise
+    ``ValueError``: names of scenarios and sweep variants become paths, so a separator, ``..``
+    or an absolute path would write outside the root."""
+    if not isinstance(name, str) or not _COMPONENT.fullmatch(name):
+        raise ValueError(
+            f"{name!r} cannot name a directory; allowed: 1 to 100 letters, digits, '_', '.', '-', not starting with '.'"
+        )
+    return name

@@ -6,10 +6,25 @@ estimates, it adds up what was sent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from testbed.schemes.base import Wire
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Wire:
+    """Serialized bytes that cross between parties. ``charged_bytes`` is the count the channel
+    records: ``len(data)`` for a real payload, or the size computed from the same parameters
+    for a scheme that only accounts for them."""
+
+    data: bytes
+    charged_bytes: int = field(default=-1)
+
+    def __post_init__(self) -> None:
+        if self.charged_bytes < 0:
+            object.__setattr__(self, "charged_bytes", len(self.data))
+
 
 Kind = Literal["query", "answer", "model"]
 
@@ -62,3 +77,12 @@ class Channel:
         """(bytes, messages) over all directions in ``epoch``."""
         records = [r for r in self.records if r.epoch == epoch]
         return sum(r.bytes for r in records), len(records)
+
+
+@dataclass(frozen=True)
+class AnswerTruth:
+    """Simulator ground truth about one answer, for the querier's audit only."""
+
+    manipulated: np.ndarray  # bool (n,): the responder's manipulation touched these answers
+    twin_logits: np.ndarray | None  # the clean twin's answer; None for an honest responder
+    target: int | None  # the responder's attack target, if its attack has one

@@ -1,14 +1,13 @@
 """Model architectures, selected per party by ``kind``.
 
 HE-friendly models use only layers a CKKS responder can evaluate on encrypted inputs with
-plaintext weights: linear and convolution layers, average pooling, batch-norm (folded into the
-preceding layer for inference by :func:`fold_batch_norm`) and polynomial activations. Every
+plaintext weights: linear and convolution layers, average pooling, batch-norm (composed with its
+neighbouring affine layers when the CKKS circuit is lowered) and polynomial activations. Every
 model is an ``nn.Sequential`` so schemes can walk its layers.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from testbed.registry import Params, Registry
+from testbed.registry import MODELS, Params
 
 
 @contextmanager
@@ -57,7 +56,11 @@ class Poly2(nn.Module):
 
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"square": Square, "poly2": Poly2, "relu": nn.ReLU}
-HE_FRIENDLY_LAYERS = (nn.Flatten, nn.Linear, nn.Conv2d, nn.AvgPool2d, nn.BatchNorm1d, nn.BatchNorm2d, Square, Poly2)
+#: What CKKS evaluates, the one list every part reads: affine layers (composed into one linear
+#: map between two activations; batch-norm in eval mode is affine) and polynomial activations.
+AFFINE_LAYERS = (nn.Flatten, nn.Linear, nn.Conv2d, nn.AvgPool2d, nn.BatchNorm1d, nn.BatchNorm2d)
+POLYNOMIAL_ACTIVATIONS = (Square, Poly2)
+HE_FRIENDLY_LAYERS = AFFINE_LAYERS + POLYNOMIAL_ACTIVATIONS
 
 
 class ModelFactory:
@@ -73,7 +76,6 @@ class ModelFactory:
         raise NotImplementedError
 
 
-MODELS: Registry[ModelFactory] = Registry("model")
 
 
 @MODELS.register("mlp")
@@ -183,25 +185,10 @@ def is_he_friendly(model: nn.Module) -> bool:
     return isinstance(model, nn.Sequential) and all(isinstance(m, HE_FRIENDLY_LAYERS) for m in model)
 
 
-def fold_batch_norm(model: nn.Sequential) -> nn.Sequential:
-    """Return an inference copy of ``model`` with each batch-norm folded into the layer before it.
-
-    Batch-norm in eval mode is the affine map ``gamma * (z - mean) / sqrt(var + eps) + beta``;
-    folding it into the preceding linear or convolution layer saves the responder one
-    plaintext multiplication level per batch-norm under CKKS.
-    """
-    folded: list[nn.Module] = []
-    for layer in copy.deepcopy(model).eval():
-        if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            previous = folded[-1] if folded else None
-            if not isinstance(previous, (nn.Linear, nn.Conv2d)):
-                raise ValueError("batch-norm can be folded only directly after a linear or convolution layer")
-            scale = layer.weight.detach() / torch.sqrt(layer.running_var + layer.eps)
-            shape = (-1,) + (1,) * (previous.weight.dim() - 1)
-            with torch.no_grad():
-                previous.weight.mul_(scale.reshape(shape))
-                bias = previous.bias if previous.bias is not None else torch.zeros_like(layer.running_mean)
-                previous.bias = nn.Parameter((bias - layer.running_mean) * scale + layer.bias.detach())
-            continue
-        folded.append(layer)
-    return nn.Sequential(*folded)
+def he_friendly_problem(model: nn.Module) -> str | None:
+    """Why ``model`` cannot run under HE, or ``None`` when it can."""
+    if is_he_friendly(model):
+        return None
+    allowed = ", ".join(t.__name__ for t in HE_FRIENDLY_LAYERS)
+    found = sorted({type(m).__name__ for m in model if not isinstance(m, HE_FRIENDLY_LAYERS)}) if isinstance(model, nn.Sequential) else [type(model).__name__]
+    return f"needs an HE-friendly model (mlp with square/poly2, he_cnn; layers {allowed}); found {', '.join(found)}"

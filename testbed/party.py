@@ -13,34 +13,23 @@ of what an honest party in the attacker's place would have said; they travel to 
 
 from __future__ import annotations
 
-import time
-import zlib
-from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 from testbed.config import Scenario
-from testbed.filters import FILTERS, Filter, PredictionView, combined_weights, rewritten
-from testbed.messages import Message
+from testbed.filters import Filter, PredictionView, combined_weights, rewritten
+from testbed.messages import AnswerTruth, Message
 from testbed.metrics import Harm, answer_harm, filter_quality, kl_divergence, softmax, success_rate
-from testbed.models import MODELS
-from testbed.population import load_data, manipulation, party_data, seeded_rng, success_probe
-from testbed.schemes.base import SCHEMES, LogitMap, SecureInferenceScheme
+from testbed.population import load_data, manipulation, party_data, success_probe
+from testbed.protocols.base import PartyInterface
+from testbed.registry import FILTERS, MODELS, SCHEMES
+from testbed.schemes.base import LogitMap, SecureInferenceScheme
+from testbed.seeding import derived_seed, seeded_rng
+from testbed.timing import Stopwatch
 from testbed.training import PeerGuidance, accuracy, make_optimizer, predict, train_epoch
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class AnswerTruth:
-    """Simulator ground truth about one answer, for the querier's audit only."""
-
-    manipulated: np.ndarray  # bool (n,): the responder's manipulation touched these answers
-    twin_logits: np.ndarray | None  # the clean twin's answer; None for an honest responder
-    target: int | None  # the responder's attack target, if its attack has one
 
 
 def clean_twin_scenario(scenario: Scenario, name: str) -> Scenario:
@@ -49,7 +38,7 @@ def clean_twin_scenario(scenario: Scenario, name: str) -> Scenario:
     return scenario.model_copy(update={"parties": {**scenario.parties, name: party}})
 
 
-class Party:
+class Party(PartyInterface):
     def __init__(self, scenario: Scenario, name: str, with_twin: bool = True):
         self.scenario = scenario
         self.name = name
@@ -60,7 +49,7 @@ class Party:
         self.test = loaded.test
         self.probe = success_probe(scenario, loaded)
         self.classes = loaded.classes
-        seed = zlib.crc32(f"{scenario.seed}/{name}".encode())
+        seed = derived_seed(scenario.seed, name)
         torch.manual_seed(seed)
         self.model = MODELS.create(self.config.model).build(loaded.input_shape, loaded.classes)
         self.optimizer = make_optimizer(self.model, scenario.training)
@@ -71,7 +60,7 @@ class Party:
         self.guidance: dict[str, PeerGuidance] = {}
         self.filters: dict[str, list[Filter]] = {}  # peer -> this party's filters on that peer's answers
         self.received: dict[str, PredictionView] = {}  # peer -> its last answer as received, for the audit
-        self.seconds: dict[str, float] = defaultdict(float)
+        self.stopwatch = Stopwatch()
         # A party whose attacks all have rate 0 is its own clean twin.
         active = any(getattr(spec.params, "rate", 1) > 0 for spec in self.config.attacks)
         needs_twin = with_twin and active and scenario.protocol.kind == "smule"
@@ -80,23 +69,21 @@ class Party:
         self._peer_samples: dict[str, np.ndarray] = {}
 
     def _scheme(self, peer: str) -> SecureInferenceScheme:
-        return SCHEMES.create(self.scenario.scheme, self.classes, zlib.crc32(f"{self.scenario.seed}/{self.name}/{peer}".encode()))
+        return SCHEMES.create(self.scenario.scheme, self.classes, derived_seed(self.scenario.seed, self.name, peer))
 
     # -- setup ---------------------------------------------------------------------------
     def query(self, peer: str) -> Message:
         """As querier: make keys for ``peer`` and the one-time payload with our samples."""
-        start = time.perf_counter()
         scheme = self.querying[peer] = self._scheme(peer)
-        wire = scheme.setup(self.x)
-        self._add_timings(scheme, time.perf_counter() - start, "setup")
+        with self._timed_scheme(scheme, "setup"):
+            wire = scheme.setup(self.x)
         return Message(self.name, peer, "query", 0, wire)
 
     def accept(self, message: Message) -> None:
         """As responder: keep the querier's (encrypted) samples for every later answer."""
-        start = time.perf_counter()
         scheme = self.answering[message.sender] = self._scheme(message.sender)
-        scheme.load(message.wire)
-        self._add_timings(scheme, time.perf_counter() - start, "setup")
+        with self._timed_scheme(scheme, "setup"):
+            scheme.load(message.wire)
 
     # -- every exchange epoch ------------------------------------------------------------
     def answer(self, peer: str, epoch: int) -> tuple[Message, AnswerTruth]:
@@ -105,24 +92,21 @@ class Party:
         Returns the message and the simulator's ground truth: which answers were manipulated and
         what the clean twin would have answered.
         """
-        start = time.perf_counter()
         scheme = self.answering[peer]
         n = scheme.sample_count
-        logit_map = self._logit_map(peer, epoch, n)
-        wire = scheme.answer(self.model, logit_map)
-        self._add_timings(scheme, time.perf_counter() - start, "answer")
+        with self._timed_scheme(scheme, "answer"):
+            logit_map = self._logit_map(peer, epoch, n)
+            wire = scheme.answer(self.model, logit_map)
         manipulated = logit_map.selected.copy() if logit_map is not None else np.zeros(n, dtype=bool)
         return Message(self.name, peer, "answer", epoch, wire), AnswerTruth(manipulated, self._twin_answer(peer), self.target)
 
     def _twin_answer(self, peer: str) -> np.ndarray | None:
         if self.twin is None:
             return None
-        start = time.perf_counter()
-        if peer not in self._peer_samples:  # the simulator may read the querier's plaintext samples
-            self._peer_samples[peer] = party_data(self.scenario, self._loaded, only=peer)[peer].train.x
-        logits = predict(self.twin.model, self._peer_samples[peer])
-        self.seconds["twin"] += time.perf_counter() - start
-        return logits
+        with self.stopwatch.timed("twin"):
+            if peer not in self._peer_samples:  # the simulator may read the querier's plaintext samples
+                self._peer_samples[peer] = party_data(self.scenario, self._loaded, only=peer)[peer].train.x
+            return predict(self.twin.model, self._peer_samples[peer])
 
     def _logit_map(self, peer: str, epoch: int, n: int) -> LogitMap | None:
         if self.manipulation is None:
@@ -131,19 +115,17 @@ class Party:
 
     def receive(self, message: Message) -> None:
         """As querier: decode ``message.sender``'s logits on our samples and filter them."""
-        start = time.perf_counter()
         peer = message.sender
         scheme = self.querying[peer]
-        logits = scheme.decode(message.wire)
-        self._add_timings(scheme, time.perf_counter() - start, "decode")
-        start = time.perf_counter()
-        filters = self.filters.setdefault(peer, [FILTERS.create(spec) for spec in self.config.filters])
-        own = predict(self.model, self.x) if filters else logits  # only filters read our own prediction
-        view = self.received[peer] = PredictionView(logits, own, self.y, self.scenario.training.temperature)
-        self.guidance[peer] = PeerGuidance(rewritten(filters, view), combined_weights(filters, view))
-        if self.twin is not None:  # the twin is guided exactly as we are
-            self.twin.guidance[peer] = self.guidance[peer]
-        self.seconds["filter"] += time.perf_counter() - start
+        with self._timed_scheme(scheme, "decode"):
+            logits = scheme.decode(message.wire)
+        with self.stopwatch.timed("filter"):
+            filters = self.filters.setdefault(peer, [FILTERS.create(spec) for spec in self.config.filters])
+            own = predict(self.model, self.x) if filters else logits  # only filters read our own prediction
+            view = self.received[peer] = PredictionView(logits, own, self.y, self.scenario.training.temperature)
+            self.guidance[peer] = PeerGuidance(rewritten(filters, view), combined_weights(filters, view))
+            if self.twin is not None:  # the twin is guided exactly as we are
+                self.twin.guidance[peer] = self.guidance[peer]
 
     def audit(self, peer: str, truth: AnswerTruth) -> dict[str, float]:
         """Simulator only: how our filters treated ``peer``'s last answer, against its clean twin.
@@ -162,39 +144,31 @@ class Party:
             quality.update(f.state())
         return quality
 
-    def _add_timings(self, scheme: SecureInferenceScheme, total: float, phase: str) -> None:
+    @contextmanager
+    def _timed_scheme(self, scheme: SecureInferenceScheme, phase: str) -> Iterator[None]:
+        """Time the block as ``phase``, less what the scheme reports under its own phases."""
+        with self.stopwatch.timed(phase):
+            yield
         detail = scheme.timings()
         for key, seconds in detail.items():
-            self.seconds[key] += seconds
-        self.seconds[phase] += total - sum(detail.values())
-
-    def apply(self, step: Callable[..., T], *args: Any) -> T:
-        """Run ``step(self, *args)`` where this party lives: a protocol's own step (FedAvg's
-        averaging, the joint union) keeps its code in the protocol and works on the party's state."""
-        return step(self, *args)
+            self.stopwatch.seconds[key] += seconds
+        self.stopwatch.seconds[phase] -= sum(detail.values())
 
     # -- local work ----------------------------------------------------------------------
     def train(self, use_peers: bool) -> float:
         if self.twin is not None:
-            start = time.perf_counter()
-            self.twin.train(use_peers)
-            self.seconds["twin"] += time.perf_counter() - start
-        start = time.perf_counter()
-        guidance = list(self.guidance.values()) if use_peers else []
-        loss = train_epoch(self.model, self.optimizer, self.x, self.y, guidance, self.scenario.training, self.generator)
-        self.seconds["train"] += time.perf_counter() - start
-        return loss
+            with self.stopwatch.timed("twin"):
+                self.twin.train(use_peers)
+        with self.stopwatch.timed("train"):
+            guidance = list(self.guidance.values()) if use_peers else []
+            return train_epoch(self.model, self.optimizer, self.x, self.y, guidance, self.scenario.training, self.generator)
 
     def evaluate(self) -> dict[str, float | None]:
-        start = time.perf_counter()
-        result = {
-            "accuracy": accuracy(self.model, self.test.x, self.test.y),
-            "asr": None if self.probe is None else success_rate(predict(self.model, self.probe.x).argmax(1), self.probe.target),
-        }
-        self.seconds["evaluate"] += time.perf_counter() - start
-        return result
+        with self.stopwatch.timed("evaluate"):
+            return {
+                "accuracy": accuracy(self.model, self.test.x, self.test.y),
+                "asr": None if self.probe is None else success_rate(predict(self.model, self.probe.x).argmax(1), self.probe.target),
+            }
 
     def take_timings(self) -> dict[str, float]:
-        """Seconds per phase since the last call."""
-        out, self.seconds = dict(self.seconds), defaultdict(float)
-        return out
+        return self.stopwatch.take()

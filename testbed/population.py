@@ -6,30 +6,21 @@ rebuild its own share without any data passing through the driver.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from attacks.base import ATTACKS, DataPoisoning, PredictionManipulation, SuccessProbe
-from testbed.datasets import DATASETS, ArrayDataset, LoadedData
-from testbed.splits import SPLITS
-
-if TYPE_CHECKING:  # the schema's validation uses the registries the plug-ins fill: annotations only
-    from testbed.config import Scenario
+from attacks.base import DataPoisoning, PredictionManipulation, SuccessProbe
+from testbed.config import Scenario
+from testbed.datasets import ArrayDataset, LoadedData
+from testbed.registry import ATTACKS, DATASETS, SPLITS
+from testbed.seeding import seeded_rng
 
 
 @dataclass(frozen=True)
 class PartyData:
     train: ArrayDataset
     poisoned: np.ndarray  # bool (n,): simulator ground truth, never read by training or filters
-
-
-def seeded_rng(seed: int, *tags: str | int) -> np.random.Generator:
-    """An independent, reproducible stream per purpose (party, attack, epoch...)."""
-    words = [seed] + [zlib.crc32(t.encode()) if isinstance(t, str) else t for t in tags]
-    return np.random.default_rng(words)
 
 
 def load_data(scenario: Scenario) -> LoadedData:

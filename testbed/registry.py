@@ -7,6 +7,7 @@ at the edge, so nothing deeper reads raw dicts.
 
 from __future__ import annotations
 
+import importlib
 import math
 import reprlib
 from typing import Any, Callable, Generic, TypeVar
@@ -121,16 +122,21 @@ class Registry(Generic[T]):
 
     def __init__(self, what: str):
         self.what = what
-        self._entries: dict[str, type[T]] = {}
+        self._own: dict[str, type[T]] = {}
+
+    @property
+    def _entries(self) -> dict[str, type[T]]:
+        load_builtins()
+        return self._own
 
     def register(self, name: str) -> Callable[[type[T]], type[T]]:
         def add(cls: type[T]) -> type[T]:
-            if name in self._entries:
+            if name in self._own:
                 raise ValueError(f"{self.what} '{name}' is registered twice")
             if not (isinstance(getattr(cls, "Params", None), type) and issubclass(cls.Params, Params)):
                 raise TypeError(f"{self.what} '{name}': {cls.__name__}.Params must subclass testbed.registry.Params")
             cls.kind = name
-            self._entries[name] = cls
+            self._own[name] = cls
             return cls
 
         return add
@@ -172,3 +178,28 @@ class Registry(Generic[T]):
     def create(self, spec: Spec, *args: Any, **kwargs: Any) -> T:
         """Instantiate the class of ``spec`` with its params (plus any context arguments)."""
         return self.get(spec.kind)(spec.params, *args, **kwargs)
+
+
+#: The module whose imports register every built-in component: one explicit list, in the plug-in
+#: layer. The core never imports it by name at import time (that would point the dependencies
+#: upward); the first lookup in any registry imports it, so the schema can validate kinds
+#: whichever module a user imports first. A user's own component registers by being imported.
+BUILTINS = "testbed.plugins"
+_builtins_loaded = False
+
+
+def load_builtins() -> None:
+    global _builtins_loaded
+    if not _builtins_loaded:
+        _builtins_loaded = True  # first: the plug-ins' own imports may look up a registry
+        importlib.import_module(BUILTINS)
+
+
+# The registries the plug-ins fill and the scenario schema reads, so neither imports the other.
+DATASETS: Registry[Any] = Registry("dataset")
+SPLITS: Registry[Any] = Registry("split")
+MODELS: Registry[Any] = Registry("model")
+ATTACKS: Registry[Any] = Registry("attack")
+FILTERS: Registry[Any] = Registry("filter")
+SCHEMES: Registry[Any] = Registry("scheme")
+PROTOCOLS: Registry[Any] = Registry("protocol")

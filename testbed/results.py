@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from testbed.files import atomic_path
+from testbed.files import atomic_path, check_component
 
 SUMMARY = "summary.json"
 STATUS = "status.json"
@@ -34,7 +33,6 @@ STATUS = "status.json"
 #: the summary last, so the directory looks complete only once everything else is in place.
 RUN_FILES = ("scenario.yaml", "metrics.jsonl", "messages.jsonl", STATUS, SUMMARY)
 
-_COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
 
 
 class ResultsExistError(FileExistsError):
@@ -43,17 +41,6 @@ class ResultsExistError(FileExistsError):
 
 class ResultsPathError(ValueError):
     """A results location that cannot hold a run directory."""
-
-
-def check_component(name: str) -> str:
-    """Return ``name`` if it is safe as one directory name under a results root, else raise
-    ``ValueError``: names of scenarios and sweep variants become paths, so a separator, ``..``
-    or an absolute path would write outside the root."""
-    if not isinstance(name, str) or not _COMPONENT.fullmatch(name):
-        raise ValueError(
-            f"{name!r} cannot name a directory; allowed: 1 to 100 letters, digits, '_', '.', '-', not starting with '.'"
-        )
-    return name
 
 
 def inside(root: Path, path: Path) -> Path:

@@ -13,9 +13,8 @@ from tqdm import tqdm
 
 from testbed.cluster import RayParties
 from testbed.config import Scenario
-from testbed.datasets import DATASETS
 from testbed.messages import Channel
-from testbed.protocols import PROTOCOLS
+from testbed.registry import DATASETS, PROTOCOLS
 from testbed.results import RunDirectory
 
 

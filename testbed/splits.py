@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from testbed.registry import Params, Registry
+from testbed.registry import SPLITS, Params
 
 
 class Split:
@@ -20,7 +20,6 @@ class Split:
         raise NotImplementedError
 
 
-SPLITS: Registry[Split] = Registry("split")
 
 
 @SPLITS.register("iid")

@@ -1,6 +1,6 @@
 """Local training with the mutual-learning objective, and evaluation.
 
-The SMuLe objective on a minibatch (DESIGN.md s.3, after Deep Mutual Learning, Zhang et al.,
+The SMuLe objective on a minibatch (docs/protocol.md, after Deep Mutual Learning, Zhang et al.,
 CVPR 2018, with Hinton et al.'s T^2 distillation scaling):
 
     CE(own(x), y) + lambda * T^2 * mean_peers( w * KL(peer_soft || own_soft) )

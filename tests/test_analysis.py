@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from analysis.plots import harm_figure, plan, table_axes
-from analysis.sweep import RunsFailed, main as sweep_main, run_sweep, variants, varying_keys
+from analysis.sweep import RunsFailed, run_sweep, variants, varying_keys
+from analysis.sweep import main as sweep_main
 from testbed.config import load_scenario, parse_scenario
 
 

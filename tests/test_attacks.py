@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attacks import ATTACKS
 from attacks.common import choose
+from testbed.registry import ATTACKS
 
 CLASSES = 4
 POISONERS = {

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attacks import ATTACKS
 from testbed.config import parse_scenario
 from testbed.inprocess import InProcessParties
 from testbed.population import load_data, party_data
+from testbed.registry import ATTACKS
 from testbed.training import predict
 
 CLASSES = 4

@@ -9,7 +9,7 @@ import torch
 from testbed.config import ScenarioError, parse_scenario
 from testbed.inprocess import InProcessParties
 from testbed.messages import Channel
-from testbed.protocols import PROTOCOLS
+from testbed.registry import PROTOCOLS
 from testbed.results import RunDirectory
 from testbed.runner import run_scenario
 from testbed.training import accuracy

@@ -11,17 +11,16 @@ from torch import nn
 
 from testbed.config import parse_scenario
 from testbed.inprocess import InProcessParties
-from testbed.models import MODELS
+from testbed.registry import MODELS, SCHEMES
 from testbed.results import RunDirectory
 from testbed.runner import run_scenario
-from testbed.schemes import SCHEMES, LogitMap
+from testbed.schemes import LogitMap
 from testbed.schemes.base import plaintext_logits
-from testbed.schemes.ckks import (
-    MAX_COEFF_BITS, PublicContext, answer_bytes, ckks_parameters, decrypt_logits, encrypt_dataset, evaluate, make_context,
-    public_context, serialized_sizes, setup_bytes,
-)
-from testbed.schemes.ckks_circuit import Linear, SumPool, circuit_depth, lower_model
-from testbed.schemes.ckks_wire import seal_bytes, seal_load, unpack
+from testbed.schemes.ckks.accounting import answer_bytes, serialized_sizes, setup_bytes
+from testbed.schemes.ckks.crypto import PublicContext, decrypt_logits, encrypt_dataset, evaluate, make_keys, public_frames
+from testbed.schemes.ckks.plan import MAX_COEFF_BITS, plan_for_depth
+from testbed.schemes.ckks.circuit import Linear, SumPool, circuit_depth, lower_model
+from testbed.schemes.ckks.wire import seal_bytes, seal_load, unpack
 
 CLASSES = 10
 # Measured max |error| on these logits (|logit| up to 54) is about 7e-4 at scale 2^26.
@@ -75,7 +74,7 @@ def test_context_sent_to_responder_has_no_secret_key(real, digits):
     _, frames = unpack(setup.data)
     context = [bytes(frame) for frame in frames[:3]]
     # Exactly parameters, public key and relinearisation keys (no Galois keys), then one ciphertext per feature.
-    assert context == [seal_bytes(keys.parms), seal_bytes(keys.public_key), seal_bytes(keys.relin_keys)]
+    assert context == [seal_bytes(keys.seal_params), seal_bytes(keys.public_key), seal_bytes(keys.relin_keys)]
     assert len(frames) == 3 + 64
     assert seal_bytes(keys.secret_key) not in setup.data
     for frame in context:
@@ -118,15 +117,15 @@ def test_logit_map_applied_under_encryption(real, model, reference):
 def test_weights_that_encode_to_zero_drop_out():
     """A nonzero weight can round to 0 at the scale it is encoded at; multiplied in, it makes an
     exactly-zero (transparent) ciphertext, which SEAL refuses. It must count as a zero weight."""
-    parameters = ckks_parameters(1, 26, 10)
-    keys = make_context(parameters)
-    public = PublicContext.load([memoryview(frame) for frame in public_context(keys)])
+    plan = plan_for_depth(1, 26, 10)
+    keys = make_keys(plan)
+    public = PublicContext.load([memoryview(frame) for frame in public_frames(keys)])
     x = np.random.default_rng(5).uniform(-1, 1, (8, 2))
     frames = encrypt_dataset(keys, x)
 
     def encodes_to_zero(value) -> bool:
         plain = seal.Plaintext()
-        keys.encoder.encode(value, parameters.scale, plain)
+        keys.encoder.encode(value, plan.scale, plain)
         return plain.is_zero()
 
     # 1e-6 survives as a scalar, not as one value per sample for 8 samples
@@ -137,7 +136,7 @@ def test_weights_that_encode_to_zero_drop_out():
         if per_sample:
             weight, bias = np.repeat(weight[..., None], len(x), axis=2), np.repeat(bias[:, None], len(x), axis=1)
         inputs = [seal_load(seal.Ciphertext(), frame, public.context) for frame in frames]
-        outputs = evaluate(public, [Linear(weight, bias)], inputs, parameters.scale)
+        outputs = evaluate(public, [Linear(weight, bias)], inputs, plan.scale)
         logits = decrypt_logits(keys, [memoryview(seal_bytes(ct)) for ct in outputs], len(x), 2)
         np.testing.assert_allclose(logits, expected, atol=1e-4)
 
@@ -218,11 +217,11 @@ def test_accounted_bytes_equal_real_bytes(real, digits, model, reference):
 
 def test_accounted_bytes_are_a_function_of_the_parameters():
     """Two fresh measurements charge the same bytes, though SEAL's compressed sizes vary per object."""
-    parameters, samples = ckks_parameters(3, 26, 10), np.zeros((100, 1, 8, 8), np.float32)
+    plan, samples = plan_for_depth(3, 26, 10), np.zeros((100, 1, 8, 8), np.float32)
     charged = []
     for _ in range(2):
         serialized_sizes.cache_clear()
-        charged.append((setup_bytes(parameters, samples), answer_bytes(parameters, len(samples), CLASSES)))
+        charged.append((setup_bytes(plan, samples), answer_bytes(plan, len(samples), CLASSES)))
     assert charged[0] == charged[1]
 
 
@@ -242,10 +241,10 @@ def test_too_deep_model_is_rejected_before_the_run():
 
 def test_parameters_follow_depth_at_128_bit_security():
     assert MAX_COEFF_BITS == {n: seal.CoeffModulus.MaxBitCount(n, seal.SEC_LEVEL_TYPE.TC128) for n in MAX_COEFF_BITS}
-    assert ckks_parameters(1, 26, 10).poly_modulus_degree == 4096
-    assert ckks_parameters(5, 26, 10).coeff_mod_bit_sizes == (36, 26, 26, 26, 26, 26, 36)
-    assert ckks_parameters(6, 26, 10).poly_modulus_degree == 16384
-    assert ckks_parameters(31, 26, 10).poly_modulus_degree == 32768
+    assert plan_for_depth(1, 26, 10).poly_modulus_degree == 4096
+    assert plan_for_depth(5, 26, 10).coeff_mod_bit_sizes == (36, 26, 26, 26, 26, 26, 36)
+    assert plan_for_depth(6, 26, 10).poly_modulus_degree == 16384
+    assert plan_for_depth(31, 26, 10).poly_modulus_degree == 32768
 
 
 def test_circuit_computes_the_model():

@@ -10,10 +10,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from testbed.datasets import DATASETS, Cifar10
-from testbed.models import MODELS, fold_batch_norm, is_he_friendly
-from testbed.registry import Spec
-from testbed.splits import SPLITS
+from testbed.datasets import Cifar10
+from testbed.models import he_friendly_problem, is_he_friendly
+from testbed.registry import DATASETS, MODELS, SPLITS, Spec
 from testbed.training import mutual_learning_loss
 
 
@@ -82,25 +81,14 @@ def test_dirichlet_skews_labels_more_than_iid():
     assert dominant_share({"kind": "dirichlet", "alpha": 0.05}) > 0.4 > 0.2 > dominant_share({"kind": "iid"})
 
 
-def test_fold_batch_norm_preserves_inference_output():
-    torch.manual_seed(0)
-    model = MODELS.create(MODELS.parse_spec({"kind": "he_cnn", "channels": 3, "hidden": 5})).build((1, 8, 8), 4)
-    model.train()
-    for _ in range(3):  # move running statistics away from their initial values
-        model(torch.randn(16, 1, 8, 8) * 2 + 1)
-    model.eval()
-    folded = fold_batch_norm(model)
-    x = torch.randn(7, 1, 8, 8)
-    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded)
-    torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
-
-
 def test_he_friendliness():
     build = lambda raw: MODELS.create(MODELS.parse_spec(raw)).build((1, 8, 8), 10)  # noqa: E731
     assert is_he_friendly(build({"kind": "mlp", "activation": "square"}))
     assert is_he_friendly(build({"kind": "he_cnn"}))
     assert not is_he_friendly(build({"kind": "mlp", "activation": "relu"}))
     assert not is_he_friendly(build({"kind": "relu_cnn"}))
+    assert he_friendly_problem(build({"kind": "he_cnn"})) is None
+    assert he_friendly_problem(build({"kind": "relu_cnn"})).endswith("found MaxPool2d, ReLU")
 
 
 def test_mutual_loss_matches_hand_computation():

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from testbed.config import ScenarioError, parse_scenario
-from testbed.filters import FILTERS, PredictionView, combined_weights
-from testbed.filters import rewritten
+from testbed.filters import PredictionView, combined_weights, rewritten
 from testbed.metrics import HARM_KL, HARM_TARGET_MASS, Harm, answer_harm, filter_quality, softmax
+from testbed.registry import FILTERS
 
 
 def make(raw):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TINY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,8 +29,6 @@ from testbed.config import parse_scenario
 from testbed.inprocess import InProcessParties
 from testbed.results import ResultsPathError, RunDirectory, inside, read_lines
 from testbed.run import main
-
-from conftest import TINY
 
 ROOT = Path(__file__).resolve().parent.parent
 

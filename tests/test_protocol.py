@@ -9,7 +9,7 @@ from testbed.inprocess import InProcessParties
 from testbed.messages import Channel
 from testbed.metrics import answer_harm
 from testbed.party import Party
-from testbed.protocols import PROTOCOLS
+from testbed.registry import PROTOCOLS
 from testbed.schemes.plaintext import array_to_bytes
 from testbed.training import predict
 

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from testbed.filters.base import FILTERS, Filter, PredictionView
+from testbed.filters.base import Filter, PredictionView
+from testbed.registry import FILTERS
 
 
 @FILTERS.register("agreement")

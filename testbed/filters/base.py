@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from testbed.metrics import softmax
-from testbed.registry import Params, Registry
+from testbed.registry import Params
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,6 @@ class Filter:
         return {}
 
 
-FILTERS: Registry[Filter] = Registry("filter")
 
 
 def combined_weights(filters: list[Filter], view: PredictionView) -> np.ndarray:

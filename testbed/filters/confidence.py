@@ -3,9 +3,9 @@
 import numpy as np
 from pydantic import Field
 
-from testbed.filters.base import FILTERS, Filter, PredictionView
+from testbed.filters.base import Filter, PredictionView
 from testbed.metrics import softmax
-from testbed.registry import Params
+from testbed.registry import FILTERS, Params
 
 
 @FILTERS.register("confidence")

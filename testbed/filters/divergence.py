@@ -8,9 +8,9 @@ about q% of the predictions, the least divergent).
 import numpy as np
 from pydantic import Field, model_validator
 
-from testbed.filters.base import FILTERS, Filter, PredictionView
+from testbed.filters.base import Filter, PredictionView
 from testbed.metrics import kl_divergence, softmax
-from testbed.registry import Params
+from testbed.registry import FILTERS, Params
 
 
 @FILTERS.register("divergence")

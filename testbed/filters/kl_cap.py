@@ -9,9 +9,9 @@ shrinks it smoothly.
 import numpy as np
 from pydantic import Field
 
-from testbed.filters.base import FILTERS, Filter, PredictionView
+from testbed.filters.base import Filter, PredictionView
 from testbed.metrics import kl_divergence, softmax
-from testbed.registry import Params
+from testbed.registry import FILTERS, Params
 
 
 @FILTERS.register("kl_cap")

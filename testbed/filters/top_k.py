@@ -7,8 +7,8 @@ The mass of every other class is spread evenly over them, so a poisoned answer c
 import numpy as np
 from pydantic import Field
 
-from testbed.filters.base import FILTERS, Filter, PredictionView, logits_for
-from testbed.registry import Params
+from testbed.filters.base import Filter, PredictionView, logits_for
+from testbed.registry import FILTERS, Params
 
 
 @FILTERS.register("top_k")

@@ -9,7 +9,8 @@ measures the cost).
 
 import numpy as np
 
-from testbed.filters.base import FILTERS, Filter, PredictionView, logits_for
+from testbed.filters.base import Filter, PredictionView, logits_for
+from testbed.registry import FILTERS
 
 
 @FILTERS.register("true_label")

@@ -11,8 +11,8 @@ was attackable: a peer hovering at the floor switched distillation back on in on
 import numpy as np
 from pydantic import Field, model_validator
 
-from testbed.filters.base import FILTERS, Filter, PredictionView
-from testbed.registry import Params
+from testbed.filters.base import Filter, PredictionView
+from testbed.registry import FILTERS, Params
 
 
 @FILTERS.register("trust")

@@ -1,6 +1,5 @@
-"""Training protocols; importing this package registers every built-in protocol."""
+"""Training protocols, one per file (registered through :mod:`testbed.plugins`)."""
 
-from testbed.protocols import fedavg, joint, local, smule  # noqa: F401  (registers)
-from testbed.protocols.base import PROTOCOLS, TrainingProtocol
+from testbed.protocols.base import TrainingProtocol
 
-__all__ = ["PROTOCOLS", "TrainingProtocol"]
+__all__ = ["TrainingProtocol"]

@@ -1,29 +1,87 @@
-"""What a training protocol is: a loop over epochs that drives parties and routes messages."""
+"""What a training protocol is: a loop over epochs that drives parties and routes messages.
+
+A protocol sees each party through :class:`PartyInterface` (implemented by the engine's
+:class:`testbed.party.Party`), so the plug-in layer never imports the engine.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Protocol as TypingProtocol
+from abc import ABC, abstractmethod
+from typing import Any, Callable, TypeVar
+from typing import Protocol as TypingProtocol
 
-from testbed.registry import Params, Registry
+import numpy as np
+from torch import nn
 
-if TYPE_CHECKING:  # config imports this registry, so only type checkers see these
-    from testbed.config import Scenario
-    from testbed.messages import Channel
-    from testbed.party import Party
+from testbed.config import Scenario
+from testbed.messages import AnswerTruth, Channel, Message
+from testbed.registry import Params
+
+T = TypeVar("T")
+
+
+class PartyInterface(ABC):
+    """One party as a protocol drives it; every step of an epoch is one of these methods.
+
+    The state below is what a protocol's own step may read and change through :meth:`apply`.
+    """
+
+    name: str
+    scenario: Scenario
+    model: nn.Module
+    x: np.ndarray  # the party's training samples
+    y: np.ndarray
+
+    @abstractmethod
+    def query(self, peer: str) -> Message:
+        """As querier: keys for ``peer`` and the one-time payload with our (encrypted) samples."""
+
+    @abstractmethod
+    def accept(self, message: Message) -> None:
+        """As responder: keep the querier's (encrypted) samples for every later answer."""
+
+    @abstractmethod
+    def answer(self, peer: str, epoch: int) -> tuple[Message, AnswerTruth]:
+        """As responder: our model's (possibly manipulated) logits on ``peer``'s samples, and the
+        simulator's ground truth about them (for the querier's audit only)."""
+
+    @abstractmethod
+    def receive(self, message: Message) -> None:
+        """As querier: decode a peer's logits on our samples and filter them."""
+
+    @abstractmethod
+    def audit(self, peer: str, truth: AnswerTruth) -> dict[str, float]:
+        """Simulator only: how our filters treated ``peer``'s last answer."""
+
+    @abstractmethod
+    def train(self, use_peers: bool) -> float:
+        """One epoch of local training (with the peers' guidance if ``use_peers``); the mean loss."""
+
+    @abstractmethod
+    def evaluate(self) -> dict[str, float | None]:
+        """Test accuracy and attack success rate of the current model."""
+
+    @abstractmethod
+    def take_timings(self) -> dict[str, float]:
+        """Seconds per phase since the last call."""
+
+    def apply(self, step: Callable[..., T], *args: Any) -> T:
+        """Run ``step(self, *args)`` where this party lives: a protocol's own step (FedAvg's
+        averaging, the joint union) keeps its code in the protocol and works on the party's state."""
+        return step(self, *args)
 
 
 class Parties(TypingProtocol):
-    """What a protocol needs from the layer that places parties (see :mod:`testbed.cluster`).
+    """What a protocol needs from the layer that places parties (in-process or Ray actors).
 
-    ``parties[name]`` is the party seen through :class:`~testbed.party.Party`'s methods, so every
-    step of a protocol is a method a reader can jump to; each call returns its result, or a future
-    of it (Ray), and :meth:`gather` resolves a list of them, naming the party and phase of the
-    first failure.
+    ``parties[name]`` is the party seen through :class:`PartyInterface`; each call returns its
+    result, or a future of it (Ray), and :meth:`gather` resolves a list of them, naming the party
+    and phase of the first failure.
     """
 
     names: list[str]
 
-    def __getitem__(self, name: str) -> Party: ...
+    def __getitem__(self, name: str) -> PartyInterface: ...
 
     def gather(self, phase: str, calls: list[tuple[str, Any]]) -> list[Any]: ...
 
@@ -65,4 +123,3 @@ class TrainingProtocol:
         return {}
 
 
-PROTOCOLS: Registry[TrainingProtocol] = Registry("protocol")

@@ -11,21 +11,15 @@ from __future__ import annotations
 
 import io
 from itertools import permutations
-from typing import TYPE_CHECKING
 
 import torch
-
 from pydantic import Field
 
-from testbed.messages import Message
-from testbed.protocols.base import PROTOCOLS, EpochReport, Parties, TrainingProtocol, train_and_report
-from testbed.registry import Params
+from testbed.config import Scenario
+from testbed.messages import Channel, Message
+from testbed.protocols.base import EpochReport, Parties, PartyInterface, TrainingProtocol, train_and_report
+from testbed.registry import PROTOCOLS, Params
 from testbed.schemes.base import Wire
-
-if TYPE_CHECKING:
-    from testbed.config import Scenario
-    from testbed.messages import Channel
-    from testbed.party import Party
 
 
 @PROTOCOLS.register("fedavg")
@@ -52,14 +46,14 @@ class FedAvg(TrainingProtocol):
             report(epoch, metrics)
 
 
-def share_model(party: Party, peer: str, epoch: int) -> Message:
+def share_model(party: PartyInterface, peer: str, epoch: int) -> Message:
     """``party``'s serialized model weights and sample count, for ``peer``."""
     buffer = io.BytesIO()
     torch.save({"samples": len(party.y), "state": party.model.state_dict()}, buffer)
     return Message(party.name, peer, "model", epoch, Wire(buffer.getvalue()))
 
 
-def average_models(party: Party, messages: list[Message]) -> None:
+def average_models(party: PartyInterface, messages: list[Message]) -> None:
     """Replace ``party``'s model by the sample-weighted average of its own and the peers'."""
     received = [torch.load(io.BytesIO(m.wire.data), weights_only=True) for m in messages]
     states = [(len(party.y), party.model.state_dict())] + [(r["samples"], r["state"]) for r in received]

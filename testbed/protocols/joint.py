@@ -4,25 +4,24 @@ This is the function secure MPC training (SecureML-style, CrypTen) computes, up 
 error, while hiding the data; since nobody can inspect or filter the union, its accuracy and
 attack success come from plaintext training here. The first party hosts the joint model and
 every party reports it. Its MPC communication is not simulated message by message: the
-driver adds it to the summary from :mod:`analysis.mpc` (cost model, and CrypTen where
+driver adds it to the summary from :mod:`testbed.mpc` (cost model, and CrypTen where
 installed), each figure labelled with its source.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from pydantic import Field
 
+from testbed.config import Scenario
+from testbed.messages import Channel
+from testbed.mpc.cost_model import SOURCE, epoch_cost
+from testbed.mpc.crypten_measure import bytes_per_epoch, crypten_unavailable_reason, measure_crypten_training, rounds_per_epoch
 from testbed.population import load_data, party_data
-from testbed.protocols.base import PROTOCOLS, EpochReport, Parties, TrainingProtocol, train_and_report
-from testbed.registry import Params
-
-if TYPE_CHECKING:
-    from testbed.config import Scenario
-    from testbed.messages import Channel
-    from testbed.party import Party
+from testbed.protocols.base import EpochReport, Parties, PartyInterface, TrainingProtocol, train_and_report
+from testbed.registry import DATASETS, MODELS, PROTOCOLS, Params
 
 
 @PROTOCOLS.register("joint")
@@ -40,16 +39,6 @@ class Joint(TrainingProtocol):
 
     def communication(self, scenario: Scenario) -> dict[str, Any]:
         """MPC training traffic of one epoch over the union: cost model, and CrypTen if installed."""
-        from analysis.mpc.cost_model import SOURCE, epoch_cost
-        from analysis.mpc.crypten_measure import (
-            bytes_per_epoch,
-            crypten_unavailable_reason,
-            measure_crypten_training,
-            rounds_per_epoch,
-        )
-        from testbed.datasets import DATASETS
-        from testbed.models import MODELS
-
         dataset = DATASETS.create(scenario.dataset)
         first = next(iter(scenario.parties.values()))
         model = MODELS.create(first.model).build(dataset.input_shape, dataset.classes)
@@ -73,7 +62,7 @@ class Joint(TrainingProtocol):
         return out
 
 
-def hold_union(party: Party) -> int:
+def hold_union(party: PartyInterface) -> int:
     """Make ``party`` hold every party's data (as MPC training would see it); returns the size."""
     shares = party_data(party.scenario, load_data(party.scenario)).values()
     party.x = np.concatenate([share.train.x for share in shares])

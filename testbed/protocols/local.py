@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from testbed.protocols.base import PROTOCOLS, EpochReport, Parties, TrainingProtocol, train_and_report
-
-if TYPE_CHECKING:
-    from testbed.config import Scenario
-    from testbed.messages import Channel
+from testbed.config import Scenario
+from testbed.messages import Channel
+from testbed.protocols.base import EpochReport, Parties, TrainingProtocol, train_and_report
+from testbed.registry import PROTOCOLS
 
 
 @PROTOCOLS.register("local")

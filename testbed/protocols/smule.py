@@ -1,7 +1,7 @@
 """SMuLe (Zhu and Li, MSN 2023): mutual learning through blind predictions.
 
-The loop below is the protocol of DESIGN.md section 3, run in every direction between every
-pair of parties. Each party queries each peer once with its (encrypted) samples, then in every
+The loop below is the protocol of docs/protocol.md ("Roles and messages"), run in every
+direction between every pair of parties. Each party queries each peer once with its (encrypted) samples, then in every
 exchange epoch each peer answers with its current model's (encrypted) logits on them, and each
 party trains on its labels plus the distillation term toward its peers' answers.
 """
@@ -9,13 +9,12 @@ party trains on its labels plus the distillation term toward its peers' answers.
 from __future__ import annotations
 
 from itertools import permutations
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from testbed.protocols.base import PROTOCOLS, EpochReport, Parties, TrainingProtocol
-
-if TYPE_CHECKING:
-    from testbed.config import Scenario
-    from testbed.messages import Channel
+from testbed.config import Scenario
+from testbed.messages import Channel
+from testbed.protocols.base import EpochReport, Parties, TrainingProtocol
+from testbed.registry import PROTOCOLS
 
 
 @PROTOCOLS.register("smule")

@@ -1,6 +1,5 @@
-"""Secure-inference schemes; importing this package registers every built-in scheme."""
+"""Secure-inference schemes, one per file (registered through :mod:`testbed.plugins`)."""
 
-from testbed.schemes import ckks, plaintext  # noqa: F401  (registers)
-from testbed.schemes.base import SCHEMES, LogitMap, SecureInferenceScheme, Wire
+from testbed.schemes.base import LogitMap, SecureInferenceScheme, Wire
 
-__all__ = ["SCHEMES", "LogitMap", "SecureInferenceScheme", "Wire"]
+__all__ = ["LogitMap", "SecureInferenceScheme", "Wire"]

@@ -15,24 +15,15 @@ figure computed from the same parameters for a scheme that only accounts for the
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from testbed.messages import Wire
 from testbed.models import evaluating
-from testbed.registry import Params, Registry
-
-
-@dataclass(frozen=True)
-class Wire:
-    data: bytes
-    charged_bytes: int = field(default=-1)
-
-    def __post_init__(self) -> None:
-        if self.charged_bytes < 0:
-            object.__setattr__(self, "charged_bytes", len(self.data))
+from testbed.registry import Params
 
 
 @dataclass(frozen=True)
@@ -65,8 +56,6 @@ class SecureInferenceScheme(ABC):
 
     Params = Params
     kind: str
-    #: True when the responder must run an HE-friendly model (checked at scenario validation).
-    needs_he_friendly_model: bool = False
     #: Responder side: how many samples the querier sent; set by :meth:`load`.
     sample_count: int = 0
 
@@ -100,4 +89,3 @@ class SecureInferenceScheme(ABC):
         return {}
 
 
-SCHEMES: Registry[SecureInferenceScheme] = Registry("scheme")

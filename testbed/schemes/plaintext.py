@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from testbed.registry import Params
-from testbed.schemes.base import SCHEMES, LogitMap, SecureInferenceScheme, Wire, plaintext_logits
+from testbed.registry import SCHEMES, Params
+from testbed.schemes.base import LogitMap, SecureInferenceScheme, Wire, plaintext_logits
 
 
 def array_to_bytes(array: np.ndarray) -> bytes:

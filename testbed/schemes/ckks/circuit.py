@@ -26,10 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from testbed.models import Poly2, Square as SquareLayer
-
-AFFINE_LAYERS = (nn.Flatten, nn.Linear, nn.Conv2d, nn.AvgPool2d, nn.BatchNorm1d, nn.BatchNorm2d)
-ACTIVATION_LAYERS = (SquareLayer, Poly2)
+from testbed.models import AFFINE_LAYERS
+from testbed.models import POLYNOMIAL_ACTIVATIONS as ACTIVATION_LAYERS
 
 
 @dataclass

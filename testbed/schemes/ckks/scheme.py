@@ -1,0 +1,185 @@
+"""CKKS secure inference: the querier's samples stay encrypted, the responder's weights stay home.
+
+Two modes share the plan (:mod:`.plan`) and the message headers: :class:`RealCkks` encrypts,
+evaluates and decrypts everything (:mod:`.crypto`); :class:`AccountedCkks` computes the same
+logits in plaintext and charges exactly the bytes real mode sends (:mod:`.accounting`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal
+
+import numpy as np
+import tenseal.sealapi as seal
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from testbed.messages import Wire
+from testbed.models import he_friendly_problem
+from testbed.registry import SCHEMES, Params
+from testbed.schemes.base import LogitMap, SecureInferenceScheme, plaintext_logits
+from testbed.schemes.ckks.accounting import answer_bytes, answer_header, batches, setup_bytes, setup_header
+from testbed.schemes.ckks.circuit import circuit_depth, fuse_logit_map, lower_model
+from testbed.schemes.ckks.crypto import PublicContext, decrypt_logits, encrypt_dataset, evaluate, make_keys, protect, public_frames
+from testbed.schemes.ckks.plan import check_depth, plan_for_depth
+from testbed.schemes.ckks.wire import pack, seal_bytes, seal_load, unpack
+from testbed.schemes.plaintext import array_from_bytes, array_to_bytes
+from testbed.timing import Stopwatch
+
+@SCHEMES.register("ckks")
+class CkksScheme(SecureInferenceScheme):
+    """CKKS secure inference with feature-major packing (CryptoNets-style, Gilad-Bachrach et al.,
+    ICML 2016). Creating one gives a :class:`RealCkks` or an :class:`AccountedCkks` by ``mode``."""
+
+    class Params(Params):
+        mode: Literal["real", "accounted"] = "real"
+        depth: int = Field(5, ge=1, description="multiplicative depth the querier's keys support; he_cnn and one-hidden-layer mlp need 5 and 3")
+        poly_modulus_degree: Literal[4096, 8192, 16384, 32768] | None = Field(None, description="None: the smallest that fits depth")
+        scale_bits: int = Field(26, ge=20, le=40, description="CKKS scale 2^scale_bits; also the bit size of each rescaling prime")
+        headroom_bits: int = Field(10, ge=4, le=20, description="extra bits of the last prime: logits must stay below 2^(headroom_bits-1)")
+        rerandomize: bool = Field(True, description="add a fresh encryption of zero to every reply ciphertext")
+        flood_std: float = Field(0.0, ge=0.0, description="std of Gaussian noise flooded onto every returned logit (0: off)")
+
+        @model_validator(mode="after")
+        def _fits(self) -> "CkksScheme.Params":
+            plan_for_depth(self.depth, self.scale_bits, self.headroom_bits, self.poly_modulus_degree)
+            return self
+
+    def __new__(cls, params: Params, classes: int, seed: int) -> "CkksScheme":
+        if cls is CkksScheme:  # the registry creates the base: pick the mode's class
+            cls = RealCkks if params.mode == "real" else AccountedCkks
+        return super().__new__(cls)
+
+    def __init__(self, params: Params, classes: int, seed: int):
+        super().__init__(params, classes, seed)
+        p = self.params
+        self.plan = plan_for_depth(p.depth, p.scale_bits, p.headroom_bits, p.poly_modulus_degree)
+        self.stopwatch = Stopwatch()
+
+    @classmethod
+    def check_model(cls, params: Params, model: nn.Module, input_shape: tuple[int, ...]) -> None:
+        problem = he_friendly_problem(model)
+        if problem:
+            raise ValueError(f"scheme '{cls.kind}' {problem}")
+        check_depth(circuit_depth(lower_model(model, input_shape)), params)
+
+    def timings(self) -> dict[str, float]:
+        """Seconds in ``encrypt`` (setup), ``deserialize``, ``he_evaluate``, ``serialize`` (answer), ``decrypt``."""
+        return self.stopwatch.take()
+
+    def load(self, wire: Wire) -> None:
+        header, frames = unpack(wire.data)
+        self.sample_count = header["samples"]
+        self.input_shape = tuple(header["input_shape"])
+        self.scale = 2.0 ** header["scale_bits"]
+        self._load_frames(frames)
+
+    def _load_frames(self, frames: list[memoryview]) -> None:
+        raise NotImplementedError
+
+
+class RealCkks(CkksScheme):
+    """Encrypts, evaluates and decrypts everything: the bytes sent are the bytes charged."""
+
+    def __init__(self, params: CkksScheme.Params, classes: int, seed: int):
+        super().__init__(params, classes, seed)
+        self._rng = np.random.default_rng()  # flood noise the querier could regenerate would hide nothing
+
+    # querier -------------------------------------------------------------------------------
+    def setup(self, samples: np.ndarray) -> Wire:
+        self.sample_count = len(samples)
+        with self.stopwatch.timed("encrypt"):
+            self._keys = make_keys(self.plan)
+            frames = public_frames(self._keys) + encrypt_dataset(self._keys, samples)
+        return Wire(pack(setup_header(self.plan, samples), frames))
+
+    def decode(self, wire: Wire) -> np.ndarray:
+        header, frames = unpack(wire.data)
+        with self.stopwatch.timed("decrypt"):
+            return decrypt_logits(self._keys, frames, header["samples"], header["classes"])
+
+    # responder -----------------------------------------------------------------------------
+    def _load_frames(self, frames: list[memoryview]) -> None:
+        with self.stopwatch.timed("deserialize"):
+            self._public = PublicContext.load(frames)
+        # Inputs stay serialized (seeded, compressed): a CIFAR batch loaded is GBs.
+        self._inputs = frames[2 if self._public.relin_keys is None else 3 :]
+
+    def answer(self, model: nn.Module, logit_map: LogitMap | None = None) -> Wire:
+        n = self.sample_count
+        circuit = lower_model(model, self.input_shape)
+        check_depth(circuit_depth(circuit), self.params)
+        slots, features = self.plan.slots, int(np.prod(self.input_shape))
+        frames = []
+        for batch in range(batches(self.plan, n)):
+            rows = slice(batch * slots, min((batch + 1) * slots, n))
+            batch_circuit = circuit
+            if logit_map is not None:
+                mapped = fuse_logit_map(circuit[-1], logit_map.selected[rows], logit_map.matrix, logit_map.offset[rows])
+                batch_circuit = circuit[:-1] + [mapped]
+            before = self.stopwatch.seconds["deserialize"]
+            with self.stopwatch.timed("he_evaluate"):  # inputs are deserialized as they stream in: not counted here
+                logits = evaluate(self._public, batch_circuit, self._batch_inputs(batch * features, features), self.scale)
+                for ct in logits:
+                    self._protect(ct, rows.stop - rows.start)
+            self.stopwatch.seconds["he_evaluate"] -= self.stopwatch.seconds["deserialize"] - before
+            with self.stopwatch.timed("serialize"):
+                frames += [seal_bytes(ct) for ct in logits]
+        return Wire(pack(answer_header(n, self.classes), frames))
+
+    def _batch_inputs(self, first: int, count: int) -> Iterator[seal.Ciphertext]:
+        for frame in self._inputs[first : first + count]:
+            with self.stopwatch.timed("deserialize"):
+                ct = seal_load(seal.Ciphertext(), frame, self._public.context)
+            yield ct
+
+    def _protect(self, ct: seal.Ciphertext, rows: int) -> None:
+        flood = self._rng.normal(0.0, self.params.flood_std, rows) if self.params.flood_std else None
+        protect(self._public, ct, self.params.rerandomize, flood)
+
+
+class AccountedCkks(CkksScheme):
+    """Computes the same logits in plaintext and charges exactly the bytes real mode sends (same
+    plan, same packing), refusing what real mode cannot carry."""
+
+    def __init__(self, params: CkksScheme.Params, classes: int, seed: int):
+        super().__init__(params, classes, seed)
+        self._rng = np.random.default_rng(seed)  # seeded flood noise: accounted runs are reproducible
+
+    def setup(self, samples: np.ndarray) -> Wire:
+        self.sample_count = len(samples)
+        payload = pack(setup_header(self.plan, samples), [array_to_bytes(samples.astype(np.float32))])
+        return Wire(payload, setup_bytes(self.plan, samples))
+
+    def decode(self, wire: Wire) -> np.ndarray:
+        _, frames = unpack(wire.data)
+        return array_from_bytes(bytes(frames[0]))
+
+    def _load_frames(self, frames: list[memoryview]) -> None:
+        self._samples = torch.from_numpy(array_from_bytes(bytes(frames[0])))
+
+    def answer(self, model: nn.Module, logit_map: LogitMap | None = None) -> Wire:
+        logits = plaintext_logits(model, self._samples, logit_map)
+        if self.params.flood_std:
+            logits = logits + self._rng.normal(0.0, self.params.flood_std, logits.shape).astype(np.float32)
+        check_logit_bound(logits, self.params.headroom_bits)
+        n, classes = self.sample_count, self.classes
+        return Wire(pack(answer_header(n, classes), [array_to_bytes(logits)]), answer_bytes(self.plan, n, classes))
+
+
+def check_logit_bound(logits: np.ndarray, headroom_bits: int) -> None:
+    """Raise ``ValueError`` for logits beyond what real mode guarantees to carry, so that accounted
+    mode refuses what real mode refuses. The lowest level keeps ``headroom_bits`` above the scale:
+    magnitudes below ``2^(headroom_bits - 1)`` always decrypt; beyond it real mode carries some
+    logits with an error growing with their size (it depends on the data: 0.4 at 8,900 on the
+    digits MLP) and fails outright, "encoded values are too large", once the weights producing
+    them cannot be encoded (near 10^5 there)."""
+    bound = 2.0 ** (headroom_bits - 1)
+    largest = float(np.abs(logits).max(initial=0.0))
+    if not largest < bound:
+        raise ValueError(
+            f"encoded values are too large: a logit of magnitude {largest:.4g} exceeds the {bound:g} "
+            f"(2^(headroom_bits - 1)) that CKKS with headroom_bits {headroom_bits} can carry; raise headroom_bits"
+        )
