@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from testbed.registry import Params
+from testbed.registry import Component
 from testbed.schemes.base import LogitMap
 
 
@@ -37,14 +37,9 @@ class SuccessProbe:
     target: int
 
 
-class Attack:
-    Params = Params
-    kind: str
+class Attack(Component):
     #: True for a :class:`PredictionManipulation` (the schema allows one per party without importing this module).
     manipulates_predictions = False
-
-    def __init__(self, params: Params):
-        self.params = params
 
     def check(self, input_shape: tuple[int, ...], classes: int) -> None:
         """Raise ``ValueError`` if the parameters do not fit the dataset (per-sample ``input_shape``,

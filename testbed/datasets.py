@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from testbed.files import atomic_path
-from testbed.registry import DATASETS, Params
+from testbed.registry import DATASETS, Component, Params
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,9 @@ class LoadedData:
         return tuple(self.train.x.shape[1:])
 
 
-class Dataset:
-    Params = Params
-    kind: str
+class Dataset(Component):
     classes: int
     input_shape: tuple[int, ...]
-
-    def __init__(self, params: Params):
-        self.params = params
 
     def train_pool_size(self) -> int:
         """Samples available to split between parties, known without loading (for validation)."""

@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from testbed.registry import MODELS, Params
+from testbed.registry import MODELS, Component, Params
 
 
 @contextmanager
@@ -63,14 +63,8 @@ POLYNOMIAL_ACTIVATIONS = (Square, Poly2)
 HE_FRIENDLY_LAYERS = AFFINE_LAYERS + POLYNOMIAL_ACTIVATIONS
 
 
-class ModelFactory:
+class ModelFactory(Component):
     """Base of every architecture: ``build`` returns a fresh ``nn.Sequential``."""
-
-    Params = Params
-    kind: str
-
-    def __init__(self, params: Params):
-        self.params = params
 
     def build(self, input_shape: tuple[int, ...], classes: int) -> nn.Sequential:
         raise NotImplementedError

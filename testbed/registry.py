@@ -114,6 +114,17 @@ class Spec(BaseModel):
         return {"kind": self.kind, **self.params.model_dump(mode="json")}
 
 
+class Component:
+    """Base of every registered class: its typed parameters (a nested ``Params`` subclass) and
+    the ``kind`` it is registered as."""
+
+    Params = Params
+    kind: str
+
+    def __init__(self, params: Params):
+        self.params = params
+
+
 class Registry(Generic[T]):
     """A name -> class table with clear errors.
 

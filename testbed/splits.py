@@ -5,16 +5,10 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from testbed.registry import SPLITS, Params
+from testbed.registry import SPLITS, Component, Params
 
 
-class Split:
-    Params = Params
-    kind: str
-
-    def __init__(self, params: Params):
-        self.params = params
-
+class Split(Component):
     def assign(self, labels: np.ndarray, sizes: list[int], classes: int, rng: np.random.Generator) -> list[np.ndarray]:
         """Disjoint sorted index arrays into ``labels``, one per party, of the given sizes."""
         raise NotImplementedError

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from testbed.metrics import softmax
-from testbed.registry import Params
+from testbed.registry import Component
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,7 @@ def logits_for(soft: np.ndarray, temperature: float) -> np.ndarray:
     return (temperature * np.log(np.clip(soft, 1e-12, 1.0))).astype(np.float32)
 
 
-class Filter:
-    Params = Params
-    kind: str
-
-    def __init__(self, params: Params):
-        self.params = params
-
+class Filter(Component):
     def weights(self, view: PredictionView) -> np.ndarray:
         """Per-sample distillation weights in [0, 1] (default: keep everything)."""
         return np.ones(len(view.labels), dtype=np.float32)

@@ -15,7 +15,7 @@ from torch import nn
 
 from testbed.config import Scenario
 from testbed.messages import AnswerTruth, Channel, Message
-from testbed.registry import Params
+from testbed.registry import Component
 
 T = TypeVar("T")
 
@@ -106,14 +106,9 @@ def train_and_report(
     return metrics
 
 
-class TrainingProtocol:
-    Params = Params
-    kind: str
+class TrainingProtocol(Component):
     #: True when every party must use the same model architecture (checked at validation).
     needs_same_architecture: bool = False
-
-    def __init__(self, params: Params):
-        self.params = params
 
     def run(self, scenario: Scenario, parties: Parties, channel: Channel, report: EpochReport) -> None:
         raise NotImplementedError

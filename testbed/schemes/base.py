@@ -23,7 +23,7 @@ from torch import nn
 
 from testbed.messages import Wire
 from testbed.models import evaluating
-from testbed.registry import Params
+from testbed.registry import Component, Params
 
 
 @dataclass(frozen=True)
@@ -51,16 +51,14 @@ def plaintext_logits(model: nn.Module, samples: torch.Tensor, logit_map: LogitMa
     return logit_map.apply(logits) if logit_map is not None else logits
 
 
-class SecureInferenceScheme(ABC):
+class SecureInferenceScheme(Component, ABC):
     """Base of every scheme; subclasses register with ``@SCHEMES.register(name)``."""
 
-    Params = Params
-    kind: str
     #: Responder side: how many samples the querier sent; set by :meth:`load`.
     sample_count: int = 0
 
     def __init__(self, params: Params, classes: int, seed: int):
-        self.params = params
+        super().__init__(params)
         self.classes = classes
         self.seed = seed
 

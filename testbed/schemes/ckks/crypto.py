@@ -26,6 +26,7 @@ from testbed.schemes.ckks.circuit import Linear, Stage, SumPool, circuit_depth
 from testbed.schemes.ckks.plan import CkksPlan
 from testbed.schemes.ckks.wire import seal_bytes, seal_load
 
+
 def seal_parameters(plan: CkksPlan, seed: int | None = None) -> seal.EncryptionParameters:
     """SEAL's encryption parameters. A ``seed`` fixes SEAL's PRNG, which then hands every draw the same
     stream: for measuring sizes (:func:`serialized_sizes`), never for keys in use."""

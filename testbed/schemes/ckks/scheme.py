@@ -28,6 +28,7 @@ from testbed.schemes.ckks.wire import pack, seal_bytes, seal_load, unpack
 from testbed.schemes.plaintext import array_from_bytes, array_to_bytes
 from testbed.timing import Stopwatch
 
+
 @SCHEMES.register("ckks")
 class CkksScheme(SecureInferenceScheme):
     """CKKS secure inference with feature-major packing (CryptoNets-style, Gilad-Bachrach et al.,
