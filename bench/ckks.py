@@ -2,9 +2,10 @@
 
     python bench/ckks.py --out results/bench/ckks.json [--quick]
 
-Cases: a digits MLP (``--quick`` runs only this one, about a minute) and two small CIFAR-10
-convnets, ``he_cnn`` (depth 5) and the same without its hidden layer (depth 3): one full batch
-each in real mode, and per-epoch bytes for 25,000 samples per party in accounted mode,
+Cases: a digits MLP (``--quick`` runs only this one, about a minute) and small CIFAR-10
+convnets (``--cifar``): ``he_cnn`` (depth 5), the same without its hidden layer (depth 3), and
+the three-block ``he_convnet`` at an eighth of its width with complex packing (depth 7): one full
+batch each in real mode, and per-epoch bytes for 25,000 samples per party in accounted mode,
 cross-checked against the real batch. Throughput counts what the responder redoes every
 epoch: loading the stored input ciphertexts, evaluating, re-randomising and serializing.
 """
@@ -26,16 +27,22 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from testbed.datasets import DATASETS  # noqa: E402
-from testbed.models import MODELS  # noqa: E402
+from testbed.registry import DATASETS, MODELS, SCHEMES  # noqa: E402
 from testbed.results import write_atomic  # noqa: E402
-from testbed.schemes import SCHEMES  # noqa: E402
 from testbed.schemes.ckks.circuit import Linear, SumPool, circuit_depth, lower_model  # noqa: E402
 
 CLASSES = 10
 CIFAR_ZIP = ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip"
 CIFAR_MODEL = {"kind": "he_cnn", "channels": 8, "kernel": 4, "stride": 4, "padding": 0, "pool": 2, "hidden": 32, "activation": "poly2", "batch_norm": True}
 PARTY_SAMPLES = 25_000
+#: name -> (model, key depth, complex packing). ``convnet_narrow`` is the three-block CIFAR-10
+#: model of docs/results.md at an eighth of its width: the same depth (7), ring (16384) and
+#: packing, so the same parameters and bytes per ciphertext, at a real-mode cost that fits a run.
+CIFAR_CASES = {
+    "he_cnn": (CIFAR_MODEL, 5, False),
+    "shallow": ({**CIFAR_MODEL, "hidden": 0}, 3, False),
+    "convnet_narrow": ({"kind": "he_convnet", "channels": [2, 4, 8]}, 7, True),
+}
 
 
 def log(message: str) -> None:
@@ -80,18 +87,18 @@ def op_counts(circuit: list) -> dict[str, int]:
     return dict(counts)
 
 
-def scheme(mode: str, depth: int, seed: int):
-    return SCHEMES.create(SCHEMES.parse_spec({"kind": "ckks", "mode": mode, "depth": depth}), CLASSES, seed)
+def scheme(mode: str, depth: int, seed: int, complex_packing: bool = False):
+    return SCHEMES.create(SCHEMES.parse_spec({"kind": "ckks", "mode": mode, "depth": depth, "complex_packing": complex_packing}), CLASSES, seed)
 
 
-def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int) -> dict:
+def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, complex_packing: bool = False) -> dict:
     """One real exchange and one accounted exchange on the same samples and model."""
     input_shape = samples.shape[1:]
     model.eval()
     with torch.no_grad():
         reference = model(torch.from_numpy(samples)).numpy()
     circuit = lower_model(model, input_shape)
-    querier, responder = scheme("real", depth, 1), scheme("real", depth, 2)
+    querier, responder = scheme("real", depth, 1, complex_packing), scheme("real", depth, 2, complex_packing)
     log(f"{name}: encrypting {len(samples)} samples x {int(np.prod(input_shape))} features")
     start = time.perf_counter()
     setup = querier.setup(samples)
@@ -107,7 +114,7 @@ def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int) -> di
     decrypt_s = querier.timings().get("decrypt", 0.0)
     log(f"{name}: answer {len(answer.data) / 1e6:.2f} MB in {answer_s:.1f} s ({len(samples) / answer_s:.0f} samples/s)")
 
-    accounted_querier, accounted_responder = scheme("accounted", depth, 1), scheme("accounted", depth, 2)
+    accounted_querier, accounted_responder = scheme("accounted", depth, 1, complex_packing), scheme("accounted", depth, 2, complex_packing)
     accounted_setup = accounted_querier.setup(samples)
     accounted_responder.load(accounted_setup)
     accounted_answer = accounted_responder.answer(model)
@@ -123,6 +130,7 @@ def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int) -> di
             "slots_per_batch": plan.slots,
             "model_depth": circuit_depth(circuit),
             "key_depth": depth,
+            "complex_packing": complex_packing,
         },
         "circuit": [type(stage).__name__ for stage in circuit],
         "ops_per_batch": op_counts(circuit),
@@ -169,7 +177,7 @@ def cifar_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     return data.train.x[party], data.train.y[party], data.test.x[:4096], data.test.y[:4096], dataset.label()
 
 
-def cifar_case(name: str, model: nn.Module, description: object, depth: int, data: tuple) -> dict:
+def cifar_case(name: str, model: nn.Module, description: object, depth: int, data: tuple, complex_packing: bool = False) -> dict:
     train_x, train_y, test_x, test_y, source = data
     if train_y is None:
         model.train()
@@ -181,10 +189,10 @@ def cifar_case(name: str, model: nn.Module, description: object, depth: int, dat
         train(model, train_x, train_y, epochs=5)
         with torch.no_grad():
             accuracy = float((model(torch.from_numpy(test_x)).argmax(1).numpy() == test_y).mean())
-    result = run_case(name, model, test_x, depth)
+    result = run_case(name, model, test_x, depth, complex_packing)
 
     log(f"{name}: accounted bytes for {PARTY_SAMPLES} samples per party")
-    querier, responder = scheme("accounted", depth, 1), scheme("accounted", depth, 2)
+    querier, responder = scheme("accounted", depth, 1, complex_packing), scheme("accounted", depth, 2, complex_packing)
     setup = querier.setup(train_x)
     responder.load(setup)
     answer = responder.answer(model)
@@ -209,17 +217,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--quick", action="store_true", help="digits case only (about a minute)")
+    parser.add_argument("--cifar", nargs="+", choices=sorted(CIFAR_CASES), default=sorted(CIFAR_CASES), help="CIFAR-10 cases to run (not with --quick)")
     args = parser.parse_args()
     cases = {"digits_mlp": digits_case()}
     if not args.quick:
         data = cifar_data()
-        torch.manual_seed(0)
-        he_cnn = MODELS.create(MODELS.parse_spec(CIFAR_MODEL)).build((3, 32, 32), CLASSES)
-        cases["cifar10_he_cnn"] = cifar_case("cifar10_he_cnn", he_cnn, CIFAR_MODEL, 5, data)
-        torch.manual_seed(0)
-        shallow = {**CIFAR_MODEL, "hidden": 0}  # depth 3 instead of 5
-        model = MODELS.create(MODELS.parse_spec(shallow)).build((3, 32, 32), CLASSES)
-        cases["cifar10_shallow"] = cifar_case("cifar10_shallow", model, shallow, 3, data)
+        for name in args.cifar:
+            spec, depth, complex_packing = CIFAR_CASES[name]
+            torch.manual_seed(0)
+            model = MODELS.create(MODELS.parse_spec(spec)).build((3, 32, 32), CLASSES)
+            cases[f"cifar10_{name}"] = cifar_case(f"cifar10_{name}", model, spec, depth, data, complex_packing)
     digits = cases["digits_mlp"]
     bytes_ = digits["bytes"]
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -100,6 +100,9 @@ class TrainingConfig(Strict):
     temperature: float = Field(2.0, gt=0, description="T: softens both distributions in the mutual term")
     mutual_weight: float = Field(0.25, ge=0, description="lambda: weight of T^2 * KL(peer || own)")
     warmup_epochs: int = Field(1, ge=0, description="first epochs train on labels only, before any exchange")
+    schedule: Literal["constant", "cosine"] = Field("constant", description="learning rate over the epochs: constant, or cosine-annealed to 0 at the last epoch")
+    augment: bool = Field(False, description="images: random crop (4-pixel reflect padding) and horizontal flip for every minibatch")
+    query_fraction: float = Field(1.0, gt=0, le=1, description="SMuLe: share of its samples (a seeded subset) a querier asks its peers to predict")
 
 
 #: The defence an honest party runs when its scenario names no ``filters`` (``filters: []`` turns

@@ -139,6 +139,41 @@ class HEConvNet(ModelFactory):
         return nn.Sequential(*layers)
 
 
+@MODELS.register("he_convnet")
+class HEConvNetBlocks(ModelFactory):
+    """HE-friendly convnet of ``len(channels)`` blocks, each conv (same padding) -> [bn] -> act ->
+    avg-pool, then one dense classifier: 2 CKKS levels per block plus 1 (docs/ckks.md).
+
+    ``channels: [16, 32, 64]`` is the CIFAR-10 model of docs/results.md (depth 7).
+    """
+
+    class Params(Params):
+        channels: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
+        kernel: int = Field(3, ge=1, description="odd: padding kernel // 2 keeps the side")
+        pool: int = Field(2, ge=1, description="average-pool window after every block (1: none)")
+        activation: Literal["square", "poly2"] = "poly2"
+        batch_norm: bool = True
+
+    def build(self, input_shape: tuple[int, ...], classes: int) -> nn.Sequential:
+        p = self.params
+        if len(input_shape) != 3:
+            raise ValueError(f"model he_convnet needs image inputs (channels, height, width), got shape {input_shape}")
+        if p.kernel % 2 == 0:
+            raise ValueError(f"model he_convnet: kernel={p.kernel}: allowed: odd sizes (same padding)")
+        sides, layers, width = list(input_shape[1:]), [], input_shape[0]
+        for block, out in enumerate(p.channels):
+            _check_window("pool", p.pool, sides, f"the {_size(sides)} output of block {block + 1}", "he_convnet")
+            layers.append(nn.Conv2d(width, out, p.kernel, padding=p.kernel // 2))
+            layers += [nn.BatchNorm2d(out)] if p.batch_norm else []
+            layers.append(ACTIVATIONS[p.activation]())
+            if p.pool > 1:
+                layers.append(nn.AvgPool2d(p.pool))
+            sides, width = [side // p.pool for side in sides], out
+        layers.append(nn.Flatten())
+        layers.append(nn.Linear(_output_width(nn.Sequential(*layers), input_shape), classes))
+        return nn.Sequential(*layers)
+
+
 @MODELS.register("relu_cnn")
 class ReLUConvNet(ModelFactory):
     """An ordinary small CNN (ReLU, max-pool) for plaintext-only runs; not HE-friendly."""
@@ -165,9 +200,9 @@ def _size(shape: tuple[int, ...] | list[int]) -> str:
     return "x".join(map(str, shape[-2:]))
 
 
-def _check_window(key: str, window: int, sides: list[int], what: str) -> None:
+def _check_window(key: str, window: int, sides: list[int], what: str, model: str = "he_cnn") -> None:
     if window > min(sides):
-        raise ValueError(f"model he_cnn: {key}={window} does not fit {what}; allowed: {key} <= {min(sides)}")
+        raise ValueError(f"model {model}: {key}={window} does not fit {what}; allowed: {key} <= {min(sides)}")
 
 
 def _output_width(layers: nn.Sequential, input_shape: tuple[int, ...]) -> int:

@@ -13,6 +13,7 @@ of what an honest party in the attacker's place would have said; they travel to 
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -29,13 +30,23 @@ from testbed.registry import FILTERS, MODELS, SCHEMES
 from testbed.schemes.base import LogitMap, SecureInferenceScheme
 from testbed.seeding import derived_seed, seeded_rng
 from testbed.timing import Stopwatch
-from testbed.training import PeerGuidance, accuracy, make_optimizer, predict, train_epoch
+from testbed.training import PeerGuidance, accuracy, make_optimizer, make_scheduler, predict, train_epoch
 
 
 def clean_twin_scenario(scenario: Scenario, name: str) -> Scenario:
     """``scenario`` with party ``name``'s attacks removed: the world of its clean twin."""
     party = scenario.parties[name].model_copy(update={"attacks": []})
     return scenario.model_copy(update={"parties": {**scenario.parties, name: party}})
+
+
+def queried_samples(scenario: Scenario, name: str, count: int) -> np.ndarray:
+    """Indices of the samples party ``name`` sends its peers for prediction: all of them, or a
+    seeded subset of ``training.query_fraction`` (the setup bytes scale with it)."""
+    fraction = scenario.training.query_fraction
+    if fraction >= 1:
+        return np.arange(count)
+    chosen = seeded_rng(scenario.seed, "query", name).choice(count, max(1, round(fraction * count)), replace=False)
+    return np.sort(chosen)
 
 
 class Party(PartyInterface):
@@ -46,6 +57,7 @@ class Party(PartyInterface):
         loaded = self._loaded = load_data(scenario)
         data = party_data(scenario, loaded, only=name)[name]
         self.x, self.y = data.train.x, data.train.y
+        self.queried = queried_samples(scenario, name, len(self.y))
         self.test = loaded.test
         self.probe = success_probe(scenario, loaded)
         self.classes = loaded.classes
@@ -53,6 +65,7 @@ class Party(PartyInterface):
         torch.manual_seed(seed)
         self.model = MODELS.create(self.config.model).build(loaded.input_shape, loaded.classes)
         self.optimizer = make_optimizer(self.model, scenario.training)
+        self.scheduler = make_scheduler(self.optimizer, scenario.training, scenario.epochs)
         self.generator = torch.Generator().manual_seed(seed)
         self.manipulation = manipulation(scenario, name)
         self.querying: dict[str, SecureInferenceScheme] = {}  # peer -> our scheme side as querier
@@ -76,7 +89,7 @@ class Party(PartyInterface):
         """As querier: make keys for ``peer`` and the one-time payload with our samples."""
         scheme = self.querying[peer] = self._scheme(peer)
         with self._timed_scheme(scheme, "setup"):
-            wire = scheme.setup(self.x)
+            wire = scheme.setup(self.x[self.queried])
         return Message(self.name, peer, "query", 0, wire)
 
     def accept(self, message: Message) -> None:
@@ -105,7 +118,8 @@ class Party(PartyInterface):
             return None
         with self.stopwatch.timed("twin"):
             if peer not in self._peer_samples:  # the simulator may read the querier's plaintext samples
-                self._peer_samples[peer] = party_data(self.scenario, self._loaded, only=peer)[peer].train.x
+                samples = party_data(self.scenario, self._loaded, only=peer)[peer].train.x
+                self._peer_samples[peer] = samples[queried_samples(self.scenario, peer, len(samples))]
             return predict(self.twin.model, self._peer_samples[peer])
 
     def _logit_map(self, peer: str, epoch: int, n: int) -> LogitMap | None:
@@ -121,23 +135,36 @@ class Party(PartyInterface):
             logits = scheme.decode(message.wire)
         with self.stopwatch.timed("filter"):
             filters = self.filters.setdefault(peer, [FILTERS.create(spec) for spec in self.config.filters])
-            own = predict(self.model, self.x) if filters else logits  # only filters read our own prediction
-            view = self.received[peer] = PredictionView(logits, own, self.y, self.scenario.training.temperature)
-            self.guidance[peer] = PeerGuidance(rewritten(filters, view), combined_weights(filters, view))
+            x, y = self.x[self.queried], self.y[self.queried]
+            own = predict(self.model, x) if filters else logits  # only filters read our own prediction
+            view = self.received[peer] = PredictionView(logits, own, y, self.scenario.training.temperature)
+            self.guidance[peer] = self._guidance(rewritten(filters, view), combined_weights(filters, view))
             if self.twin is not None:  # the twin is guided exactly as we are
                 self.twin.guidance[peer] = self.guidance[peer]
+
+    def _guidance(self, logits: np.ndarray, weights: np.ndarray) -> PeerGuidance:
+        """Guidance over all our samples from answers on the queried ones (weight 0 elsewhere)."""
+        if len(self.queried) == len(self.y):
+            return PeerGuidance(logits, weights)
+        full_logits = np.zeros((len(self.y), logits.shape[1]), dtype=logits.dtype)
+        full_weights = np.zeros(len(self.y), dtype=weights.dtype)
+        full_logits[self.queried], full_weights[self.queried] = logits, weights
+        return PeerGuidance(full_logits, full_weights)
 
     def audit(self, peer: str, truth: AnswerTruth) -> dict[str, float]:
         """Simulator only: how our filters treated ``peer``'s last answer, against its clean twin.
 
         The truth arrives here from the driver after filtering and never reaches ``receive`` or ``train``.
         """
-        view, guidance, filters = self.received[peer], self.guidance[peer], self.filters[peer]
+        view, filters = self.received[peer], self.filters[peer]
+        full = self.guidance[peer]
+        guidance = PeerGuidance(full.logits[self.queried], full.weights[self.queried])
+        n = len(self.queried)
         if truth.twin_logits is None:
-            harm, distilled = Harm.none(len(self.y)), np.zeros(len(self.y))
+            harm, distilled = Harm.none(n), np.zeros(n)
         else:
             harm = answer_harm(view.peer_logits, truth.twin_logits, view.temperature, truth.target)
-            twin_distilled = rewritten(filters, PredictionView(truth.twin_logits, view.own_logits, self.y, view.temperature))
+            twin_distilled = rewritten(filters, PredictionView(truth.twin_logits, view.own_logits, view.labels, view.temperature))
             distilled = kl_divergence(softmax(guidance.logits, view.temperature), softmax(twin_distilled, view.temperature))
         quality = filter_quality(guidance.weights, harm, distilled)
         for f in filters:
@@ -161,13 +188,18 @@ class Party(PartyInterface):
                 self.twin.train(use_peers)
         with self.stopwatch.timed("train"):
             guidance = list(self.guidance.values()) if use_peers else []
-            return train_epoch(self.model, self.optimizer, self.x, self.y, guidance, self.scenario.training, self.generator)
+            loss = train_epoch(self.model, self.optimizer, self.x, self.y, guidance, self.scenario.training, self.generator)
+            if self.scheduler is not None:
+                self.scheduler.step()
+            return loss
 
     def evaluate(self) -> dict[str, float | None]:
         with self.stopwatch.timed("evaluate"):
             return {
                 "accuracy": accuracy(self.model, self.test.x, self.test.y),
                 "asr": None if self.probe is None else success_rate(predict(self.model, self.probe.x).argmax(1), self.probe.target),
+                # of the whole process: per party when parties are Ray actors, shared in-process
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             }
 
     def take_timings(self) -> dict[str, float]:

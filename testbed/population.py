@@ -6,6 +6,8 @@ rebuild its own share without any data passing through the driver.
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,10 +23,18 @@ from testbed.seeding import seeded_rng
 class PartyData:
     train: ArrayDataset
     poisoned: np.ndarray  # bool (n,): simulator ground truth, never read by training or filters
+    indices: np.ndarray  # int (n,): rows of the train pool the share was drawn from (who holds what, for audits)
 
 
 def load_data(scenario: Scenario) -> LoadedData:
-    return DATASETS.create(scenario.dataset).load(scenario.seed)
+    """The scenario's data set, loaded once per process: parties, clean twins and audits in one
+    process share it (nobody writes to it: shares and poison are copies), which matters for CIFAR-10 (600 MB as float32)."""
+    return _load(json.dumps(scenario.dataset.dump(), sort_keys=True), scenario.seed)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(dataset: str, seed: int) -> LoadedData:
+    return DATASETS.create(DATASETS.parse_spec(json.loads(dataset))).load(seed)
 
 
 def party_data(scenario: Scenario, loaded: LoadedData, only: str | None = None) -> dict[str, PartyData]:
@@ -44,7 +54,7 @@ def party_data(scenario: Scenario, loaded: LoadedData, only: str | None = None) 
             if isinstance(attack, DataPoisoning):
                 result = attack.poison(x, y, loaded.classes, seeded_rng(scenario.seed, "poison", name, i))
                 x, y, poisoned = result.x, result.y, poisoned | result.poisoned
-        out[name] = PartyData(ArrayDataset(x, y), poisoned)
+        out[name] = PartyData(ArrayDataset(x, y), poisoned, index)
     return out
 
 

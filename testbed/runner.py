@@ -85,6 +85,7 @@ def summarize(scenario: Scenario, channel: Channel, final: dict, phase_seconds: 
                 "accuracy": final[name]["accuracy"],
                 "asr": final[name]["asr"],
                 "loss": final[name]["loss"],
+                "peak_rss_mb": final[name].get("peak_rss_mb"),
                 **({"filter": final[name]["filter"]} if final[name].get("filter") else {}),
             }
             for name, party in scenario.parties.items()

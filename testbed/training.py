@@ -5,7 +5,10 @@ CVPR 2018, with Hinton et al.'s T^2 distillation scaling):
 
     CE(own(x), y) + lambda * T^2 * mean_peers( w * KL(peer_soft || own_soft) )
 
-where ``w`` is a per-sample weight (0 for predictions a robustness filter dropped).
+where ``w`` is a per-sample weight (0 for predictions a robustness filter dropped, or for samples
+the querier did not send). With ``augment``, ``own(x)`` is the prediction on the augmented image in
+both terms, while the peer's answer is on the un-augmented one (the only image it was sent): crop
+and flip preserve the label, so the answer stays a fair target.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
 from torch import nn
 
 from testbed.config import TrainingConfig
@@ -33,6 +37,26 @@ def make_optimizer(model: nn.Module, cfg: TrainingConfig) -> torch.optim.Optimiz
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainingConfig, epochs: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Stepped once per epoch; the same schedule for every protocol."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs) if cfg.schedule == "cosine" else None
+
+
+#: Pixels of reflect padding before the random crop (the usual CIFAR-10 recipe).
+CROP_PADDING = 4
+
+
+def augmented(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image randomly cropped back to its size from a reflect-padded copy, and flipped
+    horizontally with probability 1/2, drawn from ``generator`` (deterministic per party)."""
+    n, _, height, width = images.shape
+    padded = TF.pad(images, [CROP_PADDING], padding_mode="reflect")
+    offsets = torch.randint(0, 2 * CROP_PADDING + 1, (n, 2), generator=generator).tolist()
+    flips = torch.rand(n, generator=generator) < 0.5
+    cropped = torch.stack([TF.crop(image, top, left, height, width) for image, (top, left) in zip(padded, offsets)])
+    return torch.where(flips[:, None, None, None], TF.horizontal_flip(cropped), cropped)
 
 
 def mutual_learning_loss(
@@ -75,8 +99,9 @@ def train_epoch(
         if len(batch) < 2 and len(ys) >= 2:  # batch-norm cannot train on a single sample
             continue
         optimizer.zero_grad()
+        inputs = augmented(xs[batch], generator) if cfg.augment else xs[batch]
         loss = mutual_learning_loss(
-            model(xs[batch]),
+            model(inputs),
             ys[batch],
             None if peer_logits is None else peer_logits[:, batch],
             None if peer_weights is None else peer_weights[:, batch],

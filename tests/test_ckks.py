@@ -19,7 +19,7 @@ from testbed.schemes.base import plaintext_logits
 from testbed.schemes.ckks.accounting import answer_bytes, serialized_sizes, setup_bytes
 from testbed.schemes.ckks.crypto import PublicContext, decrypt_logits, encrypt_dataset, evaluate, make_keys, public_frames
 from testbed.schemes.ckks.plan import MAX_COEFF_BITS, plan_for_depth
-from testbed.schemes.ckks.circuit import Linear, SumPool, circuit_depth, lower_model
+from testbed.schemes.ckks.circuit import Linear, SumPool, circuit_depth, lower_model, model_depth
 from testbed.schemes.ckks.wire import seal_bytes, seal_load, unpack
 
 CLASSES = 10
@@ -119,7 +119,7 @@ def test_weights_that_encode_to_zero_drop_out():
     exactly-zero (transparent) ciphertext, which SEAL refuses. It must count as a zero weight."""
     plan = plan_for_depth(1, 26, 10)
     keys = make_keys(plan)
-    public = PublicContext.load([memoryview(frame) for frame in public_frames(keys)])
+    public = PublicContext.load([memoryview(frame) for frame in public_frames(keys)], plan)
     x = np.random.default_rng(5).uniform(-1, 1, (8, 2))
     frames = encrypt_dataset(keys, x)
 
@@ -281,3 +281,54 @@ def test_accounted_mode_refuses_what_real_mode_refuses(digits, model, reference)
         responder.answer(model)  # ordinary logits pass
         with pytest.raises(ValueError, match="encoded values are too large"):
             responder.answer(model, big)
+
+
+@pytest.mark.parametrize("spec, shape", [
+    ({"kind": "mlp", "hidden": [32], "activation": "poly2"}, (1, 8, 8)),
+    ({"kind": "mlp", "hidden": [16, 8], "activation": "square"}, (1, 8, 8)),
+    ({"kind": "mlp", "hidden": [], "activation": "square"}, (1, 8, 8)),
+    ({"kind": "he_cnn", "hidden": 0, "activation": "square"}, (1, 8, 8)),
+    ({"kind": "he_convnet", "channels": [2, 3]}, (3, 8, 8)),
+], ids=str)
+def test_model_depth_from_layer_types_is_the_lowered_circuits(spec, shape):
+    model = MODELS.create(MODELS.parse_spec(spec)).build(shape, CLASSES).eval()
+    assert model_depth(model) == circuit_depth(lower_model(model, shape))
+
+
+def test_complex_packing_halves_setup_and_matches_plaintext(real, digits, model, reference):
+    """Two features per slot: half the input ciphertexts, one conjugation key more, the same
+    logits up to CKKS error, and accounted bytes still within 0.1% of the real ones."""
+    _, _, plain_setup, _, _ = real
+    querier, responder = _scheme(complex_packing=True), _scheme(complex_packing=True)
+    setup = querier.setup(digits[0])
+    _, frames = unpack(setup.data)
+    assert len(frames) == 4 + 32  # parameters, public, relinearisation and conjugation keys; 64 features in 32 pairs
+    assert seal_bytes(querier._keys.galois_keys) == bytes(frames[3])
+    # The inputs cost half (the keys, large beside 1,797 digits, are a fixed cost).
+    plain_inputs = sum(len(frame) for frame in unpack(plain_setup.data)[1][3:])
+    assert sum(len(frame) for frame in frames[4:]) / plain_inputs == pytest.approx(0.5, abs=0.01)
+    responder.load(setup)
+    logits = querier.decode(responder.answer(model))
+    assert np.abs(logits - reference).max() < TOLERANCE
+    assert (logits.argmax(1) == reference.argmax(1)).mean() == 1.0
+    accounted = _scheme(mode="accounted", complex_packing=True).setup(digits[0])
+    assert accounted.charged_bytes == pytest.approx(len(setup.data), rel=0.001)
+
+
+def test_complex_packing_of_an_odd_feature_count_pads_one_zero():
+    plan = plan_for_depth(1, 26, 10, complex_packing=True)
+    keys = make_keys(plan)
+    public = PublicContext.load([memoryview(frame) for frame in public_frames(keys)], plan)
+    x = np.random.default_rng(2).uniform(-1, 1, (6, 3))
+    weight, bias = np.random.default_rng(4).normal(size=(2, 3)), np.array([0.5, -0.25])
+    inputs = [seal_load(seal.Ciphertext(), frame, keys.context) for frame in encrypt_dataset(keys, x)]
+    assert len(inputs) == 2
+    out = evaluate(public, [Linear(weight, bias)], inputs, plan.scale)
+    got = np.stack([_decrypt_ct(keys, ct, len(x)) for ct in out], 1)
+    np.testing.assert_allclose(got, x @ weight.T + bias, atol=1e-3)
+
+
+def _decrypt_ct(keys, ct, n: int) -> np.ndarray:
+    plain = seal.Plaintext()
+    keys.decryptor.decrypt(ct, plain)
+    return np.array(keys.encoder.decode_double(plain)[:n])

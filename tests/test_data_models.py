@@ -13,7 +13,9 @@ from PIL import Image
 from testbed.datasets import Cifar10
 from testbed.models import he_friendly_problem, is_he_friendly
 from testbed.registry import DATASETS, MODELS, SPLITS, Spec
-from testbed.training import mutual_learning_loss
+from testbed.config import parse_scenario
+from testbed.party import Party
+from testbed.training import CROP_PADDING, augmented, mutual_learning_loss
 
 
 def dataset(raw):
@@ -108,3 +110,33 @@ def test_mutual_loss_matches_hand_computation():
 def test_registry_spec_round_trip():
     spec = MODELS.parse_spec({"kind": "mlp", "hidden": [3]})
     assert isinstance(spec, Spec) and MODELS.parse_spec(spec.dump()) == spec
+
+
+def test_augmentation_crops_and_flips_each_image_reproducibly():
+    images = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6).repeat(50, 1, 1, 1)
+    out = augmented(images, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape
+    torch.testing.assert_close(out, augmented(images, torch.Generator().manual_seed(0)))
+    # Every output is a shifted window of the reflect-padded image, possibly mirrored: its rows come from the original's.
+    padded = torch.nn.functional.pad(images, (CROP_PADDING,) * 4, mode="reflect")
+    windows = {
+        (top, left, flip): None for top in range(2 * CROP_PADDING + 1) for left in range(2 * CROP_PADDING + 1) for flip in (False, True)
+    }
+    seen = set()
+    for image, source in zip(out, padded):
+        matches = [k for k in windows if torch.equal(image, (lambda w: w.flip(-1) if k[2] else w)(source[:, k[0] : k[0] + 6, k[1] : k[1] + 6]))]
+        assert matches, "an output that is no crop of the padded image"
+        seen.add(matches[0])
+    assert len(seen) > 20 and any(k[2] for k in seen) and not all(k[2] for k in seen)
+
+
+def test_cosine_schedule_anneals_to_zero_over_the_epochs(tiny_raw):
+    scenario = parse_scenario(tiny_raw, ["training.schedule=cosine", "epochs=4", "protocol=local"])
+    party = Party(scenario, "A", with_twin=False)
+    rates = []
+    for _ in range(4):
+        rates.append(party.optimizer.param_groups[0]["lr"])
+        party.train(False)
+    assert rates[0] == pytest.approx(0.01) and rates == sorted(rates, reverse=True)
+    assert party.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+

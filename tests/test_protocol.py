@@ -171,3 +171,24 @@ def test_twin_never_reaches_any_party(tiny_raw, monkeypatch):
                 assert honest[epoch][party][key] == noisy[epoch][party][key]
     assert honest[3]["A"]["filter"]["kept"] == noisy[3]["A"]["filter"]["kept"]
     assert honest[3]["A"]["filter"]["harm_kept"] != noisy[3]["A"]["filter"]["harm_kept"]  # only the audit saw the noise
+
+
+def test_query_fraction_sends_a_seeded_subset_and_distils_only_on_it(tiny_raw):
+    tiny_raw["parties"]["B"].update(role="malicious", attacks=[{"kind": "label_flip", "source": 0, "target": 1, "rate": 0.5}])
+    tiny_raw["parties"]["A"]["filters"] = []  # distil the answers as received
+    _, _, full, _ = run(tiny_raw)
+    scenario, parties, channel, epochs = run(tiny_raw, ["training.query_fraction=0.4"])
+    a = parties.parties["A"]
+    assert len(a.queried) == 20 and len(set(a.queried)) == 20
+    assert not np.array_equal(a.queried, np.arange(20))  # a seeded draw, not the first samples
+    # Each answer carries logits for exactly the queried samples, in their order.
+    answer = next(m for m in parties.sent if m.kind == "answer" and m.receiver == "A")
+    assert len(answer.wire.data) == len(array_to_bytes(np.zeros((20, 3), np.float32)))
+    assert channel.epoch_totals(0)[0] < full.epoch_totals(0)[0]
+    guidance = a.guidance["B"]
+    unqueried = np.setdiff1d(np.arange(50), a.queried)
+    assert guidance.weights[unqueried].max() == 0 and guidance.weights[a.queried].max() > 0
+    np.testing.assert_allclose(guidance.logits[a.queried], a.received["B"].peer_logits, rtol=1e-5, atol=1e-6)
+    # The audit judges the queried answers against the twin's answers on the same samples.
+    assert epochs[3]["A"]["filter"]["harmful"] > 0
+    assert Party(scenario, "A", with_twin=False).queried.tolist() == a.queried.tolist()

@@ -85,9 +85,7 @@ def lower_model(model: nn.Module, input_shape: tuple[int, ...]) -> list[Stage]:
     for layer in layers:
         if isinstance(layer, ACTIVATION_LAYERS):
             close_run(final=False)
-            c0, c1, c2 = (float(c) for c in layer.coefficients)
-            if c2 == 0:
-                raise ValueError(f"activation {layer} has no square term; fold it into the linear layers")
+            c0, c1, c2 = _square_term(layer)
             shift = c1 / (2 * c2)
             if shift and stages and isinstance(stages[-1], Linear):
                 stages[-1].bias += shift
@@ -103,6 +101,23 @@ def lower_model(model: nn.Module, input_shape: tuple[int, ...]) -> list[Stage]:
             )
     close_run(final=True)
     return stages
+
+
+def model_depth(model: nn.Module) -> int:
+    """The depth of :func:`lower_model`'s circuit from the layer types alone: lowering a convnet
+    builds dense matrices (seconds, hundreds of MB), too slow to validate a scenario with."""
+    if not isinstance(model, nn.Sequential):
+        raise ValueError(f"CKKS needs an nn.Sequential model, got {type(model).__name__}")
+    depth, run, post = 0, False, None
+    for layer in model:
+        if isinstance(layer, ACTIVATION_LAYERS):
+            # as close_run: a run of affine layers, or a non-trivial polynomial before it, is a Linear stage
+            depth += run or (post is not None and post != (1.0, 0.0))
+            c0, c1, c2 = _square_term(layer)
+            depth, run, post = depth + 1, False, (c2, c0 - c1 * c1 / (4 * c2))
+        elif isinstance(layer, AFFINE_LAYERS):
+            run = True
+    return depth + (run or post is not None)
 
 
 def circuit_depth(circuit: list[Stage]) -> int:
@@ -122,6 +137,13 @@ def fuse_logit_map(last: Linear, selected: np.ndarray, matrix: np.ndarray, offse
     weight = np.einsum("cj,ico->oji", last.weight, per_sample)
     bias = np.einsum("c,ico->oi", last.bias, per_sample) + np.where(selected[None, :], offset.T, 0.0)
     return Linear(weight, bias)
+
+
+def _square_term(activation: nn.Module) -> tuple[float, float, float]:
+    c0, c1, c2 = (float(c) for c in activation.coefficients)
+    if c2 == 0:
+        raise ValueError(f"activation {activation} has no square term; fold it into the linear layers")
+    return c0, c1, c2
 
 
 def _apply(layers: list[nn.Module], x: torch.Tensor) -> tuple[np.ndarray, tuple[int, ...]]:

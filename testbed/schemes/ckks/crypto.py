@@ -55,6 +55,7 @@ class QuerierKeys:
     secret_key: seal.SecretKey
     public_key: seal.PublicKey
     relin_keys: seal.RelinKeys | None
+    galois_keys: seal.GaloisKeys | None  # conjugation only, with complex packing
     encoder: seal.CKKSEncoder
     encryptor: seal.Encryptor
     decryptor: seal.Decryptor
@@ -71,10 +72,19 @@ def make_keys(plan: CkksPlan) -> QuerierKeys:
     if plan.relinearizes:
         relin_keys = seal.RelinKeys()
         generator.create_relin_keys(relin_keys)
+    galois_keys = None
+    if plan.complex_packing:
+        galois_keys = seal.GaloisKeys()
+        generator.create_galois_keys([conjugation_element(plan)], galois_keys)
     return QuerierKeys(
-        plan, seal_params, context, secret_key, public_key, relin_keys, seal.CKKSEncoder(context),
+        plan, seal_params, context, secret_key, public_key, relin_keys, galois_keys, seal.CKKSEncoder(context),
         seal.Encryptor(context, public_key, secret_key), seal.Decryptor(context, secret_key),
     )
+
+
+def conjugation_element(plan: CkksPlan) -> int:
+    """The Galois element of complex conjugation, X -> X^(2N-1)."""
+    return 2 * plan.poly_modulus_degree - 1
 
 
 def public_frames(keys: QuerierKeys) -> list[bytes]:
@@ -83,7 +93,7 @@ def public_frames(keys: QuerierKeys) -> list[bytes]:
     Never the secret key. No Galois keys: feature-major evaluation never rotates. The public key
     lets the responder re-randomise its replies.
     """
-    objects = [keys.seal_params, keys.public_key] + ([keys.relin_keys] if keys.relin_keys is not None else [])
+    objects = [keys.seal_params, keys.public_key] + [key for key in (keys.relin_keys, keys.galois_keys) if key is not None]
     return [seal_bytes(obj) for obj in objects]
 
 
@@ -94,16 +104,22 @@ class PublicContext:
     context: seal.SEALContext
     public_key: seal.PublicKey
     relin_keys: seal.RelinKeys | None
+    galois_keys: seal.GaloisKeys | None
     encoder: seal.CKKSEncoder
     evaluator: seal.Evaluator
     encryptor: seal.Encryptor
+    frames: int  # how many frames of the setup message the context took
 
     @classmethod
-    def load(cls, frames: list[memoryview]) -> "PublicContext":
+    def load(cls, frames: list[memoryview], plan: CkksPlan) -> "PublicContext":
+        """The context from the first frames of a setup message made under ``plan``."""
         context = seal_context(seal_load(seal.EncryptionParameters(seal.SCHEME_TYPE.CKKS), frames[0]))
         public_key = seal_load(seal.PublicKey(), frames[1], context)
-        relin_keys = seal_load(seal.RelinKeys(), frames[2], context) if len(frames) > 2 else None
-        return cls(context, public_key, relin_keys, seal.CKKSEncoder(context), seal.Evaluator(context), seal.Encryptor(context, public_key))
+        rest = iter(frames[2:])
+        relin_keys = seal_load(seal.RelinKeys(), next(rest), context) if plan.relinearizes else None
+        galois_keys = seal_load(seal.GaloisKeys(), next(rest), context) if plan.complex_packing else None
+        used = 2 + (relin_keys is not None) + (galois_keys is not None)
+        return cls(context, public_key, relin_keys, galois_keys, seal.CKKSEncoder(context), seal.Evaluator(context), seal.Encryptor(context, public_key), used)
 
     def parms_id_at(self, chain_index: int) -> list[int]:
         """The parameter id of the level with ``chain_index`` primes left above ``q0``."""
@@ -118,13 +134,17 @@ class PublicContext:
 
 # -- the protocol ----------------------------------------------------------------------------
 def encrypt_dataset(keys: QuerierKeys, samples: np.ndarray) -> list[bytes]:
-    """Querier: one ciphertext per feature per batch, batch-major, samples across the slots.
+    """Querier: one ciphertext per feature per batch (per pair of features with complex
+    packing: feature ``2k`` the real, ``2k + 1`` the imaginary part), batch-major, samples across
+    the slots.
 
     Symmetric (secret-key) encryption, saved seeded: SEAL regenerates the uniform half of each
     ciphertext from a 64-byte seed, which halves the setup bytes. Only the querier encrypts
     inputs, and it holds the secret key; symmetric CKKS is as IND-CPA secure as public-key CKKS.
     """
     flat = samples.reshape(len(samples), -1).astype(np.float64)
+    if keys.plan.complex_packing:
+        flat = _paired(flat, axis=1)
     scale, slots = keys.plan.scale, keys.plan.slots
     frames = []
     for start in range(0, len(flat), slots):
@@ -133,6 +153,16 @@ def encrypt_dataset(keys: QuerierKeys, samples: np.ndarray) -> list[bytes]:
             keys.encoder.encode(feature.tolist(), scale, plain)
             frames.append(seal_bytes(keys.encryptor.encrypt_symmetric(plain)))
     return frames
+
+
+def _paired(values: np.ndarray, axis: int) -> np.ndarray:
+    """Features ``2k`` and ``2k + 1`` along ``axis`` as one complex number (a zero feature pads an odd count)."""
+    if values.shape[axis] % 2:
+        pad = [(0, 0)] * values.ndim
+        pad[axis] = (0, 1)
+        values = np.pad(values, pad)
+    even, odd = np.take(values, range(0, values.shape[axis], 2), axis), np.take(values, range(1, values.shape[axis], 2), axis)
+    return even + 1j * odd
 
 
 def evaluate(public: PublicContext, circuit: list[Stage], inputs: Iterable[seal.Ciphertext], scale: float) -> list[seal.Ciphertext]:
@@ -147,9 +177,13 @@ def evaluate(public: PublicContext, circuit: list[Stage], inputs: Iterable[seal.
     start = public.parms_id_at(circuit_depth(circuit))
     cts: Iterable[seal.Ciphertext] = (_mod_switched(public, ct, start) for ct in inputs)
     pending = 0  # rescales owed by the current ciphertexts
+    complex_inputs = public.galois_keys is not None
+    if complex_inputs and not isinstance(circuit[0], Linear):
+        raise ValueError("complex packing needs a circuit that starts with a linear stage")
     for stage in circuit:
         if isinstance(stage, Linear):
-            cts, pending = _linear(public, cts, stage, pending, scale), 0
+            cts, pending = _linear(public, cts, stage, pending, scale, complex_inputs), 0
+            complex_inputs = False
         elif isinstance(stage, SumPool):
             cts = list(cts)
             cts = [_sum(public, [cts[j] for j in window]) for window in stage.windows]
@@ -193,9 +227,10 @@ def decrypt_logits(keys: QuerierKeys, frames: list[memoryview], samples: int, cl
 
 
 def _plain(public: PublicContext, value: float | np.ndarray, parms_id: list[int], scale: float) -> seal.Plaintext:
-    """A scalar (every slot) or per-sample vector, encoded at ``scale`` for level ``parms_id``."""
+    """A scalar (every slot) or per-sample vector, real or complex, encoded at ``scale`` for level ``parms_id``."""
     plain = seal.Plaintext()
-    public.encoder.encode(value.tolist() if np.ndim(value) else float(value), parms_id, scale, plain)
+    scalar = complex(value) if np.iscomplexobj(value) else float(value) if not np.ndim(value) else None
+    public.encoder.encode(value.tolist() if scalar is None else scalar, parms_id, scale, plain)
     return plain
 
 
@@ -218,10 +253,16 @@ def _settled(public: PublicContext, ct: seal.Ciphertext, drops: int) -> seal.Cip
     return ct
 
 
-def _linear(public: PublicContext, inputs: Iterable[seal.Ciphertext], stage: Linear, pending: int, scale: float) -> list[seal.Ciphertext]:
-    """Scatter each input into the outputs it feeds (inputs may stream in one at a time)."""
-    outputs: list[seal.Ciphertext | None] = [None] * stage.weight.shape[0]
-    used = stage.weight.reshape(*stage.weight.shape[:2], -1).any(axis=2)
+def _linear(public: PublicContext, inputs: Iterable[seal.Ciphertext], stage: Linear, pending: int, scale: float, complex_inputs: bool = False) -> list[seal.Ciphertext]:
+    """Scatter each input into the outputs it feeds (inputs may stream in one at a time).
+
+    Complex inputs ``z = a + ib`` meet weights ``conj(w_a + i w_b) / 2``: the real part of the
+    sum, ``y + conj(y)``, is ``w_a a + w_b b``, at one conjugation (a key switch, done before the
+    rescale divides its noise) per output instead of one per input.
+    """
+    weight = np.conj(_paired(stage.weight, axis=1)) / 2 if complex_inputs else stage.weight
+    outputs: list[seal.Ciphertext | None] = [None] * weight.shape[0]
+    used = weight.reshape(*weight.shape[:2], -1).any(axis=2)
     product = seal.Ciphertext()
     drops = pending + 1
     for j, ct in enumerate(inputs):
@@ -229,7 +270,7 @@ def _linear(public: PublicContext, inputs: Iterable[seal.Ciphertext], stage: Lin
             parms_id = ct.parms_id()
             weight_scale = scale * math.prod(public.primes(parms_id)[-drops:]) / ct.scale
         for o in np.flatnonzero(used[:, j]):
-            plain = _plain(public, stage.weight[o, j], parms_id, weight_scale)
+            plain = _plain(public, weight[o, j], parms_id, weight_scale)
             if plain.is_zero():
                 # The weight rounds to 0 at weight_scale, so its product is exactly zero: a
                 # transparent ciphertext, which SEAL refuses. Per-sample vectors round away far
@@ -248,6 +289,10 @@ def _linear(public: PublicContext, inputs: Iterable[seal.Ciphertext], stage: Lin
             out = outputs[o] = seal.Ciphertext()
             public.encryptor.encrypt_zero(after, out)
         else:
+            if complex_inputs:
+                conjugate = seal.Ciphertext()
+                public.evaluator.complex_conjugate(out, public.galois_keys, conjugate)
+                public.evaluator.add_inplace(out, conjugate)
             _settled(public, out, drops)
         out.scale = scale  # what weight_scale makes it, up to float rounding, which SEAL's additions reject
         if np.any(stage.bias[o]):

@@ -20,6 +20,10 @@ class CkksPlan:
     poly_modulus_degree: int
     coeff_mod_bit_sizes: tuple[int, ...]  # [q0, depth x scale_bits, special prime]
     scale_bits: int
+    #: Two features per slot, as the real and imaginary part of one complex number (as nGraph-HE2
+    #: packs complex slots): half the input ciphertexts, for one conjugation key and one key
+    #: switch per output of the first linear stage.
+    complex_packing: bool = False
 
     @property
     def depth(self) -> int:
@@ -39,13 +43,17 @@ class CkksPlan:
         circuit of depth 1 never multiplies ciphertexts."""
         return self.depth >= 2
 
+    def input_ciphertexts(self, features: int) -> int:
+        """Input ciphertexts per batch of samples with ``features`` features."""
+        return -(-features // 2) if self.complex_packing else features
+
 
 def max_depth(poly_modulus_degree: int, scale_bits: int, headroom_bits: int) -> int:
     """The deepest circuit that fits ``poly_modulus_degree`` at 128-bit security."""
     return (MAX_COEFF_BITS[poly_modulus_degree] - 2 * (scale_bits + headroom_bits)) // scale_bits
 
 
-def plan_for_depth(depth: int, scale_bits: int, headroom_bits: int, poly_modulus_degree: int | None = None) -> CkksPlan:
+def plan_for_depth(depth: int, scale_bits: int, headroom_bits: int, poly_modulus_degree: int | None = None, complex_packing: bool = False) -> CkksPlan:
     """The smallest 128-bit-secure CKKS plan for a circuit of multiplicative ``depth``.
 
     Each level's rescale divides by a prime of ``scale_bits`` bits, bringing the scale back to
@@ -58,7 +66,7 @@ def plan_for_depth(depth: int, scale_bits: int, headroom_bits: int, poly_modulus
     for degree in degrees:
         if depth <= max_depth(degree, scale_bits, headroom_bits):
             top = scale_bits + headroom_bits
-            return CkksPlan(degree, (top, *[scale_bits] * depth, top), scale_bits)
+            return CkksPlan(degree, (top, *[scale_bits] * depth, top), scale_bits, complex_packing)
     largest = degrees[-1]
     raise ValueError(
         f"multiplicative depth {depth} exceeds the maximum {max_depth(largest, scale_bits, headroom_bits)} of "

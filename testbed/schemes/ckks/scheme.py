@@ -21,7 +21,7 @@ from testbed.models import he_friendly_problem
 from testbed.registry import SCHEMES, Params
 from testbed.schemes.base import LogitMap, SecureInferenceScheme, plaintext_logits
 from testbed.schemes.ckks.accounting import answer_bytes, answer_header, batches, setup_bytes, setup_header
-from testbed.schemes.ckks.circuit import circuit_depth, fuse_logit_map, lower_model
+from testbed.schemes.ckks.circuit import circuit_depth, fuse_logit_map, lower_model, model_depth
 from testbed.schemes.ckks.crypto import PublicContext, decrypt_logits, encrypt_dataset, evaluate, make_keys, protect, public_frames
 from testbed.schemes.ckks.plan import check_depth, plan_for_depth
 from testbed.schemes.ckks.wire import pack, seal_bytes, seal_load, unpack
@@ -42,6 +42,7 @@ class CkksScheme(SecureInferenceScheme):
         headroom_bits: int = Field(10, ge=4, le=20, description="extra bits of the last prime: logits must stay below 2^(headroom_bits-1)")
         rerandomize: bool = Field(True, description="add a fresh encryption of zero to every reply ciphertext")
         flood_std: float = Field(0.0, ge=0.0, description="std of Gaussian noise flooded onto every returned logit (0: off)")
+        complex_packing: bool = Field(False, description="two features per slot (real and imaginary part): half the setup bytes, one conjugation key")
 
         @model_validator(mode="after")
         def _fits(self) -> "CkksScheme.Params":
@@ -56,7 +57,7 @@ class CkksScheme(SecureInferenceScheme):
     def __init__(self, params: Params, classes: int, seed: int):
         super().__init__(params, classes, seed)
         p = self.params
-        self.plan = plan_for_depth(p.depth, p.scale_bits, p.headroom_bits, p.poly_modulus_degree)
+        self.plan = plan_for_depth(p.depth, p.scale_bits, p.headroom_bits, p.poly_modulus_degree, p.complex_packing)
         self.stopwatch = Stopwatch()
 
     @classmethod
@@ -64,7 +65,7 @@ class CkksScheme(SecureInferenceScheme):
         problem = he_friendly_problem(model)
         if problem:
             raise ValueError(f"scheme '{cls.kind}' {problem}")
-        check_depth(circuit_depth(lower_model(model, input_shape)), params)
+        check_depth(model_depth(model), params)
 
     def timings(self) -> dict[str, float]:
         """Seconds in ``encrypt`` (setup), ``deserialize``, ``he_evaluate``, ``serialize`` (answer), ``decrypt``."""
@@ -104,15 +105,15 @@ class RealCkks(CkksScheme):
     # responder -----------------------------------------------------------------------------
     def _load_frames(self, frames: list[memoryview]) -> None:
         with self.stopwatch.timed("deserialize"):
-            self._public = PublicContext.load(frames)
+            self._public = PublicContext.load(frames, self.plan)
         # Inputs stay serialized (seeded, compressed): a CIFAR batch loaded is GBs.
-        self._inputs = frames[2 if self._public.relin_keys is None else 3 :]
+        self._inputs = frames[self._public.frames :]
 
     def answer(self, model: nn.Module, logit_map: LogitMap | None = None) -> Wire:
         n = self.sample_count
         circuit = lower_model(model, self.input_shape)
         check_depth(circuit_depth(circuit), self.params)
-        slots, features = self.plan.slots, int(np.prod(self.input_shape))
+        slots, features = self.plan.slots, self.plan.input_ciphertexts(int(np.prod(self.input_shape)))
         frames = []
         for batch in range(batches(self.plan, n)):
             rows = slice(batch * slots, min((batch + 1) * slots, n))

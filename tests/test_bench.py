@@ -1,0 +1,52 @@
+"""The benchmark scripts import, parse their arguments, and aggregate what they ran correctly."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py")))
+def test_bench_script_starts(script):
+    done = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--out" in done.stdout
+
+
+def _summary(seed: int, accuracy_a: float, asr_a: float | None, wall: float) -> dict:
+    return {
+        "seed": seed, "epochs": 4, "protocol": "smule", "scheme": "ckks", "dataset": "CIFAR-10 (JPEG)",
+        "parties": {
+            "A": {"role": "honest", "accuracy": accuracy_a, "asr": asr_a, "peak_rss_mb": 900.0},
+            "B": {"role": "malicious", "accuracy": 0.5, "asr": 0.9, "peak_rss_mb": 1200.0},
+        },
+        "communication": {"setup_bytes": 1000, "bytes_per_epoch": 10, "exchange_epochs": 3, "rounds_per_epoch": 1},
+        "seconds": {"wall": wall},
+    }
+
+
+def test_cifar10_table_aggregates_honest_parties_over_seeds_with_rate0_deltas():
+    cifar10 = load("cifar10")
+    results = {
+        "poison-smule-seed0": (_summary(0, 0.60, 0.30, 40.0), _summary(0, 0.62, 0.10, 0.0)),
+        "poison-smule-seed1": (_summary(1, 0.70, 0.20, 80.0), _summary(1, 0.66, 0.10, 0.0)),
+    }
+    (row,) = cifar10.table(results)
+    assert (row["scenario"], row["protocol"], row["seeds"]) == ("poison", "smule", 2)
+    assert row["honest_accuracy"]["mean"] == pytest.approx(0.65) and row["honest_accuracy"]["std"] == pytest.approx(0.0707107, rel=1e-5)
+    assert row["honest_asr_delta"]["mean"] == pytest.approx(0.15)  # (0.30 - 0.10 + 0.20 - 0.10) / 2, the attacker excluded
+    assert row["total_bytes"] == 1000 + 10 * 3
+    assert row["seconds_per_epoch"]["mean"] == pytest.approx(15.0)
+    assert row["peak_rss_mb"] == 1200.0
+    assert "| poison | smule | 2 | 0.650 +- 0.071 | 0.150 +- 0.071 |" in cifar10.markdown([row])
