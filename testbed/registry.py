@@ -203,7 +203,11 @@ def load_builtins() -> None:
     global _builtins_loaded
     if not _builtins_loaded:
         _builtins_loaded = True  # first: the plug-ins' own imports may look up a registry
-        importlib.import_module(BUILTINS)
+        try:
+            importlib.import_module(BUILTINS)
+        except BaseException:
+            _builtins_loaded = False  # a later lookup retries rather than see half the components
+            raise
 
 
 # The registries the plug-ins fill and the scenario schema reads, so neither imports the other.
