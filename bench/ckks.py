@@ -88,7 +88,7 @@ def op_counts(circuit: list) -> dict[str, int]:
 
 
 def scheme(mode: str, depth: int, seed: int, complex_packing: bool = False):
-    return SCHEMES.create(SCHEMES.parse_spec({"kind": "ckks", "mode": mode, "depth": depth, "complex_packing": complex_packing}), CLASSES, seed)
+    return SCHEMES.create(SCHEMES.parse_spec({"kind": "ckks", "mode": mode, "depth": depth, "complex_packing": complex_packing, "flood_std": 0.0}), CLASSES, seed)
 
 
 def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, complex_packing: bool = False) -> dict:

@@ -41,7 +41,7 @@ class CkksScheme(SecureInferenceScheme):
         scale_bits: int = Field(26, ge=20, le=40, description="CKKS scale 2^scale_bits; also the bit size of each rescaling prime")
         headroom_bits: int = Field(10, ge=4, le=20, description="extra bits of the last prime: logits must stay below 2^(headroom_bits-1)")
         rerandomize: bool = Field(True, description="add a fresh encryption of zero to every reply ciphertext")
-        flood_std: float = Field(0.0, ge=0.0, description="std of Gaussian noise flooded onto every returned logit (0: off)")
+        flood_std: float = Field(0.1, ge=0.0, description="std of Gaussian noise flooded onto every returned logit (0: off); 0.1 chosen in docs/privacy.md")
         complex_packing: bool = Field(False, description="two features per slot (real and imaginary part): half the setup bytes, one conjugation key")
 
         @model_validator(mode="after")
