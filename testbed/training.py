@@ -22,7 +22,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 
 from testbed.config import TrainingConfig
-from testbed.models import evaluating
+from testbed.models import predict
 
 
 @dataclass(frozen=True)
@@ -112,13 +112,6 @@ def train_epoch(
         optimizer.step()
         losses.append(loss.item())
     return float(np.mean(losses))
-
-
-def predict(model: nn.Module, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Logits of ``model`` in eval mode, as float32 numpy."""
-    with evaluating(model):
-        out = [model(torch.from_numpy(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
-    return torch.cat(out).numpy()
 
 
 def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:

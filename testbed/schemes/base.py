@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from testbed.messages import Wire
-from testbed.models import evaluating
+from testbed.models import predict
 from testbed.registry import Component, Params
 
 
@@ -44,14 +44,9 @@ class LogitMap:
         return np.where(self.selected[:, None], mapped, logits).astype(logits.dtype)
 
 
-#: Samples per forward pass: a convnet's activations on 25,000 CIFAR-10 images at once take GBs.
-CHUNK = 4096
-
-
 def plaintext_logits(model: nn.Module, samples: torch.Tensor, logit_map: LogitMap | None = None) -> np.ndarray:
     """The responder's logits computed in the clear (eval mode), with any manipulation applied."""
-    with evaluating(model):
-        logits = torch.cat([model(chunk) for chunk in samples.split(CHUNK)]).numpy().astype(np.float32)
+    logits = predict(model, samples.numpy(), batch_size=4096).astype(np.float32)
     return logit_map.apply(logits) if logit_map is not None else logits
 
 
