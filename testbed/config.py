@@ -156,6 +156,9 @@ class Scenario(Strict):
     scheme: SchemeSpec = _default("plaintext")
     training: TrainingConfig = TrainingConfig()
     parties: dict[str, PartyConfig] = Field(min_length=2)
+    validation_samples: int = Field(
+        0, ge=0, description="hold out this many train-pool samples (seeded) and evaluate on them instead of the test set: for choosing hyperparameters"
+    )
     ray: RayConfig = RayConfig()
 
     def dump(self) -> dict[str, Any]:
@@ -189,11 +192,12 @@ def cross_field_problems(scenario: Scenario, invalid: frozenset[str] = frozenset
             dataset.check()
         except (FileNotFoundError, ValueError) as err:
             problems.append(("dataset", str(err)))
-    pool = dataset.train_pool_size()
+    pool = dataset.train_pool_size() - scenario.validation_samples
     total = sum(p.samples for p in scenario.parties.values())
-    if total > pool and valid("dataset", *(f"parties.{n}.samples" for n in scenario.parties)):
+    if total > pool and valid("dataset", "validation_samples", *(f"parties.{n}.samples" for n in scenario.parties)):
         sizes = ", ".join(f"{n}={p.samples}" for n, p in scenario.parties.items())
-        problems.append(("parties.*.samples", f"{sizes} add up to {total}, more than the {pool} training samples of dataset '{dataset.kind}'"))
+        held = f" left after validation_samples={scenario.validation_samples}" if scenario.validation_samples else ""
+        problems.append(("parties.*.samples", f"{sizes} add up to {total}, more than the {pool} training samples{held} of dataset '{dataset.kind}'"))
     scheme = SCHEMES.get(scenario.scheme.kind)
     for name, party in scenario.parties.items():
         if not name.replace("_", "").replace("-", "").isalnum():

@@ -28,13 +28,21 @@ class PartyData:
 
 def load_data(scenario: Scenario) -> LoadedData:
     """The scenario's data set, loaded once per process: parties, clean twins and audits in one
-    process share it (nobody writes to it: shares and poison are copies), which matters for CIFAR-10 (600 MB as float32)."""
-    return _load(json.dumps(scenario.dataset.dump(), sort_keys=True), scenario.seed)
+    process share it (nobody writes to it: shares and poison are copies), which matters for CIFAR-10 (600 MB as float32).
+
+    With ``validation_samples``, a seeded slice of the train pool takes the test set's place and
+    the parties split the rest: a hyperparameter search then never sees the test set."""
+    return _load(json.dumps(scenario.dataset.dump(), sort_keys=True), scenario.seed, scenario.validation_samples)
 
 
 @functools.lru_cache(maxsize=2)
-def _load(dataset: str, seed: int) -> LoadedData:
-    return DATASETS.create(DATASETS.parse_spec(json.loads(dataset))).load(seed)
+def _load(dataset: str, seed: int, validation_samples: int) -> LoadedData:
+    loaded = DATASETS.create(DATASETS.parse_spec(json.loads(dataset))).load(seed)
+    if not validation_samples:
+        return loaded
+    order = seeded_rng(seed, "validation").permutation(len(loaded.train))
+    held, rest = np.sort(order[:validation_samples]), np.sort(order[validation_samples:])
+    return LoadedData(loaded.train.subset(rest), loaded.train.subset(held), loaded.classes)
 
 
 def party_data(scenario: Scenario, loaded: LoadedData, only: str | None = None) -> dict[str, PartyData]:

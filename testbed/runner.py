@@ -78,6 +78,8 @@ def summarize(scenario: Scenario, channel: Channel, final: dict, phase_seconds: 
         "seed": scenario.seed,
         "epochs": scenario.epochs,
         "dataset": DATASETS.create(scenario.dataset).label(),
+        # What "accuracy" and "asr" were measured on: a validation run must never be read as a test result.
+        "evaluated_on": f"validation ({scenario.validation_samples} train-pool samples)" if scenario.validation_samples else "test",
         "scheme": scenario.scheme.kind,
         "parties": {
             name: {
@@ -106,7 +108,7 @@ def summarize(scenario: Scenario, channel: Channel, final: dict, phase_seconds: 
 def summary_table(summary: dict[str, Any]) -> str:
     """A short human-readable table of the summary."""
     comm = summary["communication"]
-    lines = [f"{'party':<10} {'role':<10} {'accuracy':>9} {'ASR':>7}"]
+    lines = [f"{'party':<10} {'role':<10} {'accuracy':>9} {'ASR':>7}   evaluated on: {summary.get('evaluated_on', 'test')}"]
     for name, p in summary["parties"].items():
         asr = "-" if p["asr"] is None else f"{p['asr']:.3f}"
         lines.append(f"{name:<10} {p['role']:<10} {p['accuracy']:>9.4f} {asr:>7}")

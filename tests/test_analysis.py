@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from analysis.plots import harm_figure, plan, table_axes
-from analysis.sweep import RunsFailed, run_sweep, variants, varying_keys
+from analysis.sweep import RunsFailed, run_sweep, scenario_key, variants, varying_keys
 from analysis.sweep import main as sweep_main
 from testbed.config import load_scenario, parse_scenario
 
@@ -32,7 +32,9 @@ def test_sweep_resumes_identical_runs_reruns_changed_ones_and_tabulates(tmp_path
     # A finished run of exactly this scenario is kept (its summary is a marker we can recognise).
     done = out / "temp=low"
     done.mkdir(parents=True)
-    (done / "scenario.yaml").write_text(yaml.safe_dump(load_scenario(tmp_path / "base.yaml", ["epochs=2", "training.temperature=1"]).dump()))
+    # Its scenario.yaml predates a key added to the schema since (at its default): still the same run.
+    before = {key: value for key, value in load_scenario(tmp_path / "base.yaml", ["epochs=2", "training.temperature=1"]).dump().items() if key != "validation_samples"}
+    (done / "scenario.yaml").write_text(yaml.safe_dump(before))
     fake = {"protocol": "smule", "scheme": "plaintext", "seed": 3, "communication": {"bytes_per_epoch": 7, "setup_bytes": 9},
             "parties": {p: {"role": "honest", "accuracy": 0.125, "asr": None} for p in "AB"}}
     (done / "summary.json").write_text(json.dumps(fake))
@@ -49,6 +51,14 @@ def test_sweep_resumes_identical_runs_reruns_changed_ones_and_tabulates(tmp_path
     table = run_sweep(path, out, progress=False)
     assert 0.125 not in set(table["accuracy"])
     assert yaml.safe_load((out / "temp=low" / "scenario.yaml").read_text())["epochs"] == 3
+
+
+def test_reference_keys_do_not_move_when_the_schema_grows(tiny_raw):
+    """Rate-0 references live under DIR/rate0/<scenario_key>: the key of a scenario must stay what
+    it was before keys such as validation_samples existed (6133ea53ba7c before that key was added),
+    and a non-default value of the new key must give another key."""
+    assert scenario_key(parse_scenario(tiny_raw)) == "6133ea53ba7c"
+    assert scenario_key(parse_scenario(tiny_raw, ["validation_samples=10"])) != "6133ea53ba7c"
 
 
 def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path, tiny_raw, ray_local):

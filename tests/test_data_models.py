@@ -140,3 +140,29 @@ def test_cosine_schedule_anneals_to_zero_over_the_epochs(tiny_raw):
     assert rates[0] == pytest.approx(0.01) and rates == sorted(rates, reverse=True)
     assert party.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
+
+
+def test_validation_samples_replace_the_test_set_with_a_held_out_slice_of_the_train_pool(tiny_raw):
+    from testbed.population import load_data, party_data
+
+    full = load_data(parse_scenario(tiny_raw))
+    scenario = parse_scenario(tiny_raw, ["validation_samples=20"])
+    held = load_data(scenario)
+    rows = {row.tobytes(): i for i, row in enumerate(full.train.x)}
+    validation = [rows[row.tobytes()] for row in held.test.x]  # KeyError if a row is not from the train pool
+    remaining = [rows[row.tobytes()] for row in held.train.x]
+    assert len(held.test) == 20 and len(held.train) == len(full.train) - 20
+    assert sorted(validation + remaining) == list(range(len(full.train)))
+    assert np.array_equal(held.test.y, full.train.y[validation])
+    shares = party_data(scenario, held)
+    assert not set(validation) & {remaining[i] for share in shares.values() for i in share.indices}
+    assert Party(scenario, "A", with_twin=False).test is held.test
+    other_seed = load_data(parse_scenario(tiny_raw, ["validation_samples=20", "seed=4"]))
+    assert not np.array_equal(other_seed.test.x, held.test.x)
+
+
+def test_validation_samples_must_leave_room_for_the_parties(tiny_raw):
+    from testbed.config import ScenarioError
+
+    with pytest.raises(ScenarioError, match=r"A=50, B=50 add up to 100, more than the 90 training samples left after validation_samples=30"):
+        parse_scenario(tiny_raw, ["validation_samples=30"])

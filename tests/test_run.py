@@ -25,6 +25,7 @@ def test_run_writes_results_contract(tmp_path, tiny_raw, ray_local, capsys):
     assert main([str(write(tmp_path, tiny_raw)), "--out", str(out), "--quiet", "--set", "epochs=4"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["scenario"], summary["protocol"], summary["seed"], summary["epochs"]) == ("tiny", "smule", 3, 4)
+    assert summary["evaluated_on"] == "test"
     for name in "AB":
         party = summary["parties"][name]
         assert party["role"] == "honest" and 0.0 <= party["accuracy"] <= 1.0 and party["asr"] is None
