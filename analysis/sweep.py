@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.sweep", description=__doc__.split("\n")[0])
     parser.add_argument("sweep", type=Path)
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--parallel", type=_positive, default=1, help="runs at once (each needs a core per party)")
+    parser.add_argument("--parallel", type=_positive, default=1, help="runs at once (one Ray task and one core each: a run's parties share its process)")
     args = parser.parse_args(argv)
     out = args.out
     with interruptible() as received:

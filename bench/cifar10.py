@@ -9,8 +9,8 @@ same model, epochs, optimiser and schedule for every protocol), each poisoned ru
 reference beside it, one Ray task per run (``analysis.sweep.run_scenarios``). Resumable: a run
 whose directory already holds a completed run of the same resolved scenario is kept, so an
 interrupted bench continues where it stopped. Writes ``table.json`` and ``table.md`` under
-``--out``: per scenario and protocol, the honest parties' accuracy and ASR delta (mean +- std over
-the seeds), bytes per exchange epoch, setup bytes, total bytes of the run, rounds per epoch, wall
+``--out``: per scenario and protocol, the honest parties' accuracy and ASR delta (per seed the
+mean over the honest parties, then mean +- std over the seeds), bytes per exchange epoch, setup bytes, total bytes of the run, rounds per epoch, wall
 seconds per epoch and peak resident memory of the run's process (both parties: an upper bound
 per party), and the joint baseline's modelled MPC bytes per epoch.
 """
@@ -58,13 +58,14 @@ def table(results: dict[str, tuple[dict, dict | None]]) -> list[dict]:
         groups.setdefault((kind, protocol), []).append(result)
     rows = []
     for (kind, protocol), runs in sorted(groups.items()):
-        honest = [row for summary, reference in runs for row in summary_rows({}, summary, reference) if row["role"] == "honest"]
+        # One value per seed (the mean over its honest parties), then mean +- std over the seeds.
+        per_seed = [[row for row in summary_rows({}, summary, reference) if row["role"] == "honest"] for summary, reference in runs]
         first, _ = runs[0]
         comm = first["communication"]
         rows.append({
             "scenario": kind, "protocol": protocol, "seeds": len(runs), "dataset": first["dataset"],
-            "honest_accuracy": _mean_std([r["accuracy"] for r in honest]),
-            "honest_asr_delta": _mean_std([r["asr_delta"] for r in honest]),
+            "honest_accuracy": _mean_std([_mean_std([r["accuracy"] for r in honest])["mean"] for honest in per_seed]),
+            "honest_asr_delta": _mean_std([_mean_std([r["asr_delta"] for r in honest])["mean"] for honest in per_seed]),
             "bytes_per_epoch": comm["bytes_per_epoch"],
             "setup_bytes": comm["setup_bytes"],
             "total_bytes": comm["setup_bytes"] + comm["bytes_per_epoch"] * comm["exchange_epochs"],
