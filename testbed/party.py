@@ -13,7 +13,6 @@ of what an honest party in the attacker's place would have said; they travel to 
 
 from __future__ import annotations
 
-import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,6 +21,7 @@ import torch
 
 from testbed.config import Scenario
 from testbed.filters import Filter, PredictionView, combined_weights, rewritten
+from testbed.memory import peak_rss_mb
 from testbed.messages import AnswerTruth, Message
 from testbed.metrics import Harm, answer_harm, filter_quality, kl_divergence, softmax, success_rate
 from testbed.population import load_data, manipulation, party_data, success_probe
@@ -199,7 +199,7 @@ class Party(PartyInterface):
                 "accuracy": accuracy(self.model, self.test.x, self.test.y),
                 "asr": None if self.probe is None else success_rate(predict(self.model, self.probe.x).argmax(1), self.probe.target),
                 # of the whole process: per party when parties are Ray actors, shared in-process
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "peak_rss_mb": peak_rss_mb(),
             }
 
     def take_timings(self) -> dict[str, float]:

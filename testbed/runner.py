@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from testbed.cluster import RayParties
 from testbed.config import Scenario
+from testbed.memory import reset_peak_rss
 from testbed.messages import Channel
 from testbed.registry import DATASETS, PROTOCOLS
 from testbed.results import RunDirectory
@@ -29,6 +30,7 @@ def run_scenario(scenario: Scenario, out: RunDirectory, progress: bool = True, p
     """
     out.write_yaml("scenario.yaml", scenario.dump())
     out.set_status("running")
+    reset_peak_rss()  # in-process parties: this run's peak, not that of a run before it in this worker
     started = time.perf_counter()
     channel = Channel()
     final: dict[str, dict[str, Any]] = {}

@@ -1,0 +1,34 @@
+"""Peak resident memory of this process, per run.
+
+A Ray worker runs many scenarios one after another (sweeps reuse workers), and the kernel's
+lifetime peak (``getrusage``'s ``ru_maxrss``) would charge each run the largest of them all; on
+Linux the peak (``VmHWM``) can be reset, so each run reports its own.
+"""
+
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak at the current resident size (Linux: ``5`` to ``clear_refs``). Where the
+    kernel does not allow it, the process's lifetime peak is what :func:`peak_rss_mb` reports."""
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory in MB (2^20 bytes) since the last reset, else since the process started."""
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
