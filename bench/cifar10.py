@@ -8,7 +8,8 @@ Runs ``scenarios/cifar10_{clean,poison}.yaml`` with only ``protocol`` and ``seed
 same model, epochs, optimiser and schedule for every protocol), each poisoned run's rate-0
 reference beside it, one Ray task per run (``analysis.sweep.run_scenarios``). Resumable: a run
 whose directory already holds a completed run of the same resolved scenario is kept, so an
-interrupted bench continues where it stopped. Writes ``table.json`` and ``table.md`` under
+interrupted bench continues where it stopped; a run of another definition (other ``--set``)
+is rerun in its place, so give each setting its own ``--out``. Writes ``table.json`` and ``table.md`` under
 ``--out``: per scenario and protocol, the honest parties' accuracy and ASR delta (per seed the
 mean over the honest parties, then mean +- std over the seeds), bytes per exchange epoch, setup bytes, total bytes of the run, rounds per epoch, wall
 seconds per epoch and peak resident memory of the run's process (both parties: an upper bound
