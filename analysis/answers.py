@@ -35,8 +35,9 @@ from torch import nn
 from analysis.membership import confidence_margin
 from testbed.config import TrainingConfig
 from testbed.metrics import softmax
+from testbed.models import predict
 from testbed.registry import MODELS, Spec
-from testbed.training import make_optimizer, predict
+from testbed.training import make_optimizer
 
 #: Folds of the cross-fitted sequence classifier: every sample is scored by a model that did not fit it.
 FOLDS = 5

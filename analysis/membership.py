@@ -24,13 +24,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.special import log_softmax
 from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
 
 from testbed.config import TrainingConfig
+from testbed.models import predict
 from testbed.registry import MODELS, Spec
 from testbed.seeding import derived_seed, seeded_rng
-from testbed.training import make_optimizer, make_scheduler, predict, train_epoch
+from testbed.training import make_optimizer, make_scheduler, train_epoch
 
 #: False-positive rates at which the true-positive rate is reported.
 FPRS = (0.01, 0.001)
@@ -38,15 +40,9 @@ FPRS = (0.01, 0.001)
 MIN_PER_SAMPLE_STD = 8
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
 def loss_scores(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Negative cross-entropy per sample: higher means more member-like."""
-    return log_softmax(logits)[np.arange(len(labels)), labels]
+    return log_softmax(np.asarray(logits, dtype=np.float64), axis=1)[np.arange(len(labels)), labels]
 
 
 def confidence_margin(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -45,11 +45,12 @@ from testbed.files import atomic_path
 from testbed.inprocess import InProcessParties
 from testbed.messages import Channel
 from testbed.metrics import HARM_KL, kl_divergence, softmax
+from testbed.models import predict
 from testbed.population import PartyData, load_data, party_data
 from testbed.registry import DATASETS, PROTOCOLS, SCHEMES
 from testbed.results import to_json, write_atomic
 from testbed.seeding import derived_seed, seeded_rng
-from testbed.training import accuracy, predict
+from testbed.training import accuracy
 
 #: The audited protocols, in the order they run: the scenario's protocol, and the filters of every
 #: party where the variant sets them. SMuLe ones also log their answers.

@@ -158,14 +158,14 @@ def rate_zero(scenario: Scenario) -> Scenario | None:
     return parse_scenario(raw) if attacks else None
 
 
-#: Scenario keys added after results existed, with the default that reproduces the older runs:
-#: left out of :func:`scenario_key` at that default, so references run before them are still found.
-LATER_KEYS = {"validation_samples": 0}
+#: Scenario keys added after results existed (their defaults reproduce the older runs): left out of
+#: :func:`scenario_key` at their default, so references run before them are still found.
+LATER_KEYS = ("validation_samples",)
 
 
 def scenario_key(scenario: Scenario) -> str:
     """A short hash of the resolved scenario: equal keys, identical runs."""
-    raw = {key: value for key, value in scenario.dump().items() if LATER_KEYS.get(key, object()) != value}
+    raw = {key: value for key, value in scenario.dump().items() if key not in LATER_KEYS or value != Scenario.model_fields[key].default}
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -24,13 +24,14 @@ from testbed.filters import Filter, PredictionView, combined_weights, rewritten
 from testbed.memory import peak_rss_mb
 from testbed.messages import AnswerTruth, Message
 from testbed.metrics import Harm, answer_harm, filter_quality, kl_divergence, softmax, success_rate
+from testbed.models import predict
 from testbed.population import load_data, manipulation, party_data, success_probe
 from testbed.protocols.base import PartyInterface
 from testbed.registry import FILTERS, MODELS, SCHEMES
 from testbed.schemes.base import LogitMap, SecureInferenceScheme
 from testbed.seeding import derived_seed, seeded_rng
 from testbed.timing import Stopwatch
-from testbed.training import PeerGuidance, accuracy, make_optimizer, make_scheduler, predict, train_epoch
+from testbed.training import PeerGuidance, accuracy, make_optimizer, make_scheduler, train_epoch
 
 
 def clean_twin_scenario(scenario: Scenario, name: str) -> Scenario:

@@ -8,9 +8,9 @@ import pytest
 
 from testbed.config import parse_scenario
 from testbed.inprocess import InProcessParties
+from testbed.models import predict
 from testbed.population import load_data, party_data
 from testbed.registry import ATTACKS
-from testbed.training import predict
 
 CLASSES = 4
 MANIPULATORS = {

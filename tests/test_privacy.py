@@ -24,9 +24,10 @@ from analysis.membership import (
 from testbed.config import TrainingConfig, parse_scenario
 from testbed.inprocess import InProcessParties
 from testbed.messages import Channel
+from testbed.models import predict
 from testbed.population import load_data, party_data
 from testbed.registry import MODELS, PROTOCOLS
-from testbed.training import accuracy, predict
+from testbed.training import accuracy
 
 OVERFIT = TrainingConfig(batch_size=20, learning_rate=0.01)
 WIDE = MODELS.parse_spec({"kind": "mlp", "hidden": [128], "activation": "relu"})

@@ -8,10 +8,10 @@ from testbed.config import parse_scenario
 from testbed.inprocess import InProcessParties
 from testbed.messages import Channel
 from testbed.metrics import answer_harm
+from testbed.models import predict
 from testbed.party import Party
 from testbed.registry import PROTOCOLS
 from testbed.schemes.plaintext import array_to_bytes
-from testbed.training import predict
 
 
 class PayloadRecorder(InProcessParties):
