@@ -255,6 +255,31 @@ def finished(directory: Path, scenario: Scenario) -> bool:
         return False
 
 
+def with_references(scenarios: dict[str, Scenario]) -> tuple[dict[str, str], dict[str, Scenario]]:
+    """``({name: its rate-0 reference's directory}, {directory: scenario})`` for ``scenarios``
+    and the rate-0 reference of each attacked one (``rate0/<hash>``: identical references once)."""
+    references = {name: reference for name, scenario in scenarios.items() if (reference := rate_zero(scenario)) is not None}
+    reference_dirs = {name: f"rate0/{scenario_key(reference)}" for name, reference in references.items()}
+    return reference_dirs, {**scenarios, **{reference_dirs[name]: reference for name, reference in references.items()}}
+
+
+def finished_results(scenarios: dict[str, Scenario], out: Path) -> dict[str, tuple[dict, dict | None]]:
+    """What :func:`run_scenarios` would return for the runs under ``out`` that have finished, with
+    their rate-0 reference where they need one, without starting any: a table of a grid still
+    under way (or run elsewhere)."""
+    reference_dirs, every = with_references(scenarios)
+    done = {name for name, scenario in every.items() if finished(out / name, scenario)}
+
+    def summary(name: str) -> dict:
+        return json.loads((out / name / SUMMARY).read_text())
+
+    return {
+        name: (summary(name), summary(reference_dirs[name]) if name in reference_dirs else None)
+        for name in scenarios
+        if name in done and reference_dirs.get(name, name) in done
+    }
+
+
 def run_scenarios(scenarios: dict[str, Scenario], out: Path, parallel: int = 1, progress: bool = True, desc: str = "runs") -> dict[str, tuple[dict, dict | None]]:
     """Run each scenario into ``out/<name>/`` and the rate-0 reference of each attacked one into
     ``out/rate0/<hash>/`` (identical references run once), one Ray task each, at most ``parallel``
@@ -262,9 +287,7 @@ def run_scenarios(scenarios: dict[str, Scenario], out: Path, parallel: int = 1, 
     is kept; one whose scenario changed is rerun (and named on stderr). Returns ``{name:
     (summary, rate-0 summary or None)}``; raises :class:`RunsFailed` after every run has had its
     turn when some failed."""
-    references = {name: reference for name, scenario in scenarios.items() if (reference := rate_zero(scenario)) is not None}
-    reference_dirs = {name: f"rate0/{scenario_key(reference)}" for name, reference in references.items()}
-    every = {**scenarios, **{reference_dirs[name]: reference for name, reference in references.items()}}
+    reference_dirs, every = with_references(scenarios)
     out.mkdir(parents=True, exist_ok=True)
     todo = [name for name in every if not finished(out / name, every[name])]
     changed = [name for name in todo if (out / name / SUMMARY).exists()]

@@ -2,7 +2,7 @@
 
     python bench/cifar10.py --data ../shared/data/cifar10-jpeg.zip --out results/bench/cifar10 \
         [--seeds 0 1 2] [--protocols smule local joint fedavg] [--scenarios clean poison] \
-        [--set training.query_fraction=0.25 ...] [--parallel 2]
+        [--set training.query_fraction=0.25 ...] [--parallel 2] [--table-only]
 
 Runs ``scenarios/cifar10_{clean,poison}.yaml`` with only ``protocol`` and ``seed`` changed (the
 same model, epochs, optimiser and schedule for every protocol), each poisoned run's rate-0
@@ -11,9 +11,11 @@ whose directory already holds a completed run of the same resolved scenario is k
 interrupted bench continues where it stopped; a run of another definition (other ``--set``)
 is rerun in its place, so give each setting its own ``--out``. Writes ``table.json`` and ``table.md`` under
 ``--out``: per scenario and protocol, the honest parties' accuracy and ASR delta (per seed the
-mean over the honest parties, then mean +- std over the seeds), bytes per exchange epoch, setup bytes, total bytes of the run, rounds per epoch, wall
+mean over the honest parties, then mean +- std over the seeds), the honest parties' accuracy delta
+and the attacker's own ASR delta (the poison works on the model trained on it), bytes per exchange epoch, setup bytes, total bytes of the run, rounds per epoch, wall
 seconds per epoch and peak resident memory of the run's process (both parties: an upper bound
-per party), and the joint baseline's modelled MPC bytes per epoch.
+per party), and the joint baseline's modelled MPC bytes per epoch. ``--table-only`` writes the
+tables from the runs of the grid that have finished (with their references) and starts none.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.sweep import RunsFailed, run_scenarios, summary_rows  # noqa: E402
+from analysis.sweep import RunsFailed, finished_results, run_scenarios, summary_rows  # noqa: E402
 from testbed.config import Scenario, ScenarioError, load_scenario  # noqa: E402
 from testbed.results import write_atomic  # noqa: E402
 
@@ -59,14 +61,20 @@ def table(results: dict[str, tuple[dict, dict | None]]) -> list[dict]:
         groups.setdefault((kind, protocol), []).append(result)
     rows = []
     for (kind, protocol), runs in sorted(groups.items()):
-        # One value per seed (the mean over its honest parties), then mean +- std over the seeds.
-        per_seed = [[row for row in summary_rows({}, summary, reference) if row["role"] == "honest"] for summary, reference in runs]
+        per_seed = [summary_rows({}, summary, reference) for summary, reference in runs]
+
+        def over_seeds(key: str, role: str = "honest") -> dict[str, float | None]:
+            """Per seed the mean over its parties of ``role``, then mean +- std over the seeds."""
+            return _mean_std([_mean_std([r[key] for r in rows if r["role"] == role])["mean"] for rows in per_seed])
+
         first, _ = runs[0]
         comm = first["communication"]
         rows.append({
             "scenario": kind, "protocol": protocol, "seeds": len(runs), "dataset": first["dataset"],
-            "honest_accuracy": _mean_std([_mean_std([r["accuracy"] for r in honest])["mean"] for honest in per_seed]),
-            "honest_asr_delta": _mean_std([_mean_std([r["asr_delta"] for r in honest])["mean"] for honest in per_seed]),
+            "honest_accuracy": over_seeds("accuracy"),
+            "honest_asr_delta": over_seeds("asr_delta"),
+            "honest_accuracy_delta": over_seeds("accuracy_delta"),
+            "attacker_asr_delta": over_seeds("asr_delta", "malicious"),  # the poison works on its owner
             "bytes_per_epoch": comm["bytes_per_epoch"],
             "setup_bytes": comm["setup_bytes"],
             "total_bytes": comm["setup_bytes"] + comm["bytes_per_epoch"] * comm["exchange_epochs"],
@@ -84,13 +92,13 @@ def markdown(rows: list[dict]) -> str:
         return "-" if stat["mean"] is None else f"{stat['mean'] * scale:.{digits}f} +- {stat['std'] * scale:.{digits}f}"
 
     lines = [
-        "| scenario | protocol | seeds | honest accuracy | honest ASR delta | MB / epoch | setup MB | total MB | rounds / epoch | s / epoch | peak RSS MB | MPC MB / epoch (model) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scenario | protocol | seeds | honest accuracy | honest ASR delta | honest accuracy delta | attacker's ASR delta | MB / epoch | setup MB | total MB | rounds / epoch | s / epoch | peak RSS MB | MPC MB / epoch (model) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         mpc = r["mpc_bytes_per_epoch_model"]
         lines.append(
-            f"| {r['scenario']} | {r['protocol']} | {r['seeds']} | {pm(r['honest_accuracy'])} | {pm(r['honest_asr_delta'])} | "
+            f"| {r['scenario']} | {r['protocol']} | {r['seeds']} | {pm(r['honest_accuracy'])} | {pm(r['honest_asr_delta'])} | {pm(r['honest_accuracy_delta'])} | {pm(r['attacker_asr_delta'])} | "
             f"{r['bytes_per_epoch'] / 1e6:.1f} | {r['setup_bytes'] / 1e6:.0f} | {r['total_bytes'] / 1e6:.0f} | {r['rounds_per_epoch']} | "
             f"{pm(r['seconds_per_epoch'], digits=0)} | {r['peak_rss_mb']:.0f} | {'-' if mpc is None else f'{mpc / 1e6:,.0f}'} |"
         )
@@ -106,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", nargs="+", choices=sorted(SCENARIOS), default=sorted(SCENARIOS))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a scenario key in every run")
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time (one Ray task each)")
+    parser.add_argument("--table-only", action="store_true", help="tabulate the grid's finished runs; start none")
     args = parser.parse_args(argv)
     if not args.data.exists():
         parser.error(f"--data {args.data}: no such file or directory")
@@ -114,17 +123,23 @@ def main(argv: list[str] | None = None) -> int:
     except ScenarioError as err:
         print(err, file=sys.stderr)
         return 2
-    try:
-        results = run_scenarios(scenarios, args.out, args.parallel, desc="CIFAR-10 runs")
-    except RunsFailed as err:
-        print(err, file=sys.stderr)
-        results = {name: result for name, result in err.results.items() if result[0] is not None}  # rerun next time
+    if args.table_only:
+        results = finished_results(scenarios, args.out)
+        if not results:
+            print(f"--out {args.out}: none of the grid's {len(scenarios)} runs has finished there", file=sys.stderr)
+            return 1
+    else:
+        try:
+            results = run_scenarios(scenarios, args.out, args.parallel, desc="CIFAR-10 runs")
+        except RunsFailed as err:
+            print(err, file=sys.stderr)
+            results = {name: result for name, result in err.results.items() if result[0] is not None}  # rerun next time
     rows = table(results)
     args.out.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out / "table.json", json.dumps(rows, indent=2) + "\n")
     write_atomic(args.out / "table.md", markdown(rows))
     print(markdown(rows))
-    return 0 if len(results) == len(scenarios) else 1
+    return 0 if args.table_only or len(results) == len(scenarios) else 1
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from analysis.plots import harm_figure, plan, table_axes
-from analysis.sweep import RunsFailed, run_sweep, scenario_key, variants, varying_keys
+from analysis.sweep import RunsFailed, finished_results, rate_zero, run_sweep, scenario_key, variants, varying_keys
 from analysis.sweep import main as sweep_main
 from testbed.config import load_scenario, parse_scenario
 
@@ -59,6 +59,26 @@ def test_reference_keys_do_not_move_when_the_schema_grows(tiny_raw):
     and a non-default value of the new key must give another key."""
     assert scenario_key(parse_scenario(tiny_raw)) == "6133ea53ba7c"
     assert scenario_key(parse_scenario(tiny_raw, ["validation_samples=10"])) != "6133ea53ba7c"
+
+
+def test_finished_results_tabulate_a_grid_under_way_without_running(tmp_path, tiny_raw):
+    """A run counts once it and its rate-0 reference have finished, as exactly the scenario asked for."""
+    tiny_raw["parties"]["B"]["role"] = "malicious"
+    tiny_raw["parties"]["B"]["attacks"] = [{"kind": "label_flip", "source": 1, "target": 2, "rate": 0.5}]
+    scenarios = {"clean": parse_scenario(tiny_raw, ["parties.B.attacks=[]"]), "attacked": parse_scenario(tiny_raw), "other": parse_scenario(tiny_raw, ["epochs=2"])}
+
+    def finish(directory, scenario, accuracy):
+        directory.mkdir(parents=True)
+        (directory / "scenario.yaml").write_text(yaml.safe_dump(scenario.dump()))
+        (directory / "summary.json").write_text(json.dumps({"accuracy": accuracy}))
+
+    finish(tmp_path / "clean", scenarios["clean"], 0.5)
+    finish(tmp_path / "attacked", scenarios["attacked"], 0.25)
+    finish(tmp_path / "other", scenarios["clean"], 0.75)  # a run of another definition
+    assert finished_results(scenarios, tmp_path) == {"clean": ({"accuracy": 0.5}, None)}  # attacked: no reference yet
+    finish(tmp_path / "rate0" / scenario_key(rate_zero(scenarios["attacked"])), rate_zero(scenarios["attacked"]), 0.375)
+    assert finished_results(scenarios, tmp_path)["attacked"] == ({"accuracy": 0.25}, {"accuracy": 0.375})
+    assert "other" not in finished_results(scenarios, tmp_path)
 
 
 def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path, tiny_raw, ray_local):

@@ -42,10 +42,13 @@ def test_cifar10_table_aggregates_honest_parties_over_seeds_with_rate0_deltas():
         "poison-smule-seed0": (_summary(0, 0.60, 0.30, 40.0), _summary(0, 0.62, 0.10, 0.0)),
         "poison-smule-seed1": (_summary(1, 0.70, 0.20, 80.0), _summary(1, 0.66, 0.10, 0.0)),
     }
+    results["poison-smule-seed1"][1]["parties"]["B"]["asr"] = 0.5
     (row,) = cifar10.table(results)
     assert (row["scenario"], row["protocol"], row["seeds"]) == ("poison", "smule", 2)
     assert row["honest_accuracy"]["mean"] == pytest.approx(0.65) and row["honest_accuracy"]["std"] == pytest.approx(0.0707107, rel=1e-5)
     assert row["honest_asr_delta"]["mean"] == pytest.approx(0.15)  # (0.30 - 0.10 + 0.20 - 0.10) / 2, the attacker excluded
+    assert row["honest_accuracy_delta"]["mean"] == pytest.approx(0.01)  # (0.60 - 0.62 + 0.70 - 0.66) / 2
+    assert row["attacker_asr_delta"]["mean"] == pytest.approx(0.2)  # (0.9 - 0.9 + 0.9 - 0.5) / 2, B only
     assert row["total_bytes"] == 1000 + 10 * 3
     assert row["seconds_per_epoch"]["mean"] == pytest.approx(15.0)
     assert row["peak_rss_mb"] == 1200.0
