@@ -53,6 +53,11 @@ def _mean_std(values: list[float]) -> dict[str, float | None]:
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
 
 
+def over_seeds(per_seed: list[list[dict]], key: str, role: str = "honest") -> dict[str, float | None]:
+    """Per seed the mean over its parties of ``role``, then mean +- std over the seeds."""
+    return _mean_std([_mean_std([r[key] for r in rows if r["role"] == role])["mean"] for rows in per_seed])
+
+
 def table(results: dict[str, tuple[dict, dict | None]]) -> list[dict]:
     """One row per (scenario, protocol), aggregated over seeds."""
     groups: dict[tuple[str, str], list[tuple[dict, dict | None]]] = {}
@@ -62,19 +67,14 @@ def table(results: dict[str, tuple[dict, dict | None]]) -> list[dict]:
     rows = []
     for (kind, protocol), runs in sorted(groups.items()):
         per_seed = [summary_rows({}, summary, reference) for summary, reference in runs]
-
-        def over_seeds(key: str, role: str = "honest") -> dict[str, float | None]:
-            """Per seed the mean over its parties of ``role``, then mean +- std over the seeds."""
-            return _mean_std([_mean_std([r[key] for r in rows if r["role"] == role])["mean"] for rows in per_seed])
-
         first, _ = runs[0]
         comm = first["communication"]
         rows.append({
             "scenario": kind, "protocol": protocol, "seeds": len(runs), "dataset": first["dataset"],
-            "honest_accuracy": over_seeds("accuracy"),
-            "honest_asr_delta": over_seeds("asr_delta"),
-            "honest_accuracy_delta": over_seeds("accuracy_delta"),
-            "attacker_asr_delta": over_seeds("asr_delta", "malicious"),  # the poison works on its owner
+            "honest_accuracy": over_seeds(per_seed, "accuracy"),
+            "honest_asr_delta": over_seeds(per_seed, "asr_delta"),
+            "honest_accuracy_delta": over_seeds(per_seed, "accuracy_delta"),
+            "attacker_asr_delta": over_seeds(per_seed, "asr_delta", "malicious"),  # the poison works on its owner
             "bytes_per_epoch": comm["bytes_per_epoch"],
             "setup_bytes": comm["setup_bytes"],
             "total_bytes": comm["setup_bytes"] + comm["bytes_per_epoch"] * comm["exchange_epochs"],
