@@ -73,7 +73,8 @@ def table(results: dict[str, tuple[dict, dict | None]]) -> list[dict]:
             "scenario": kind, "protocol": protocol, "seeds": len(runs), "dataset": first["dataset"],
             "honest_accuracy": over_seeds(per_seed, "accuracy"),
             "honest_asr_delta": over_seeds(per_seed, "asr_delta"),
-            "honest_accuracy_delta": over_seeds(per_seed, "accuracy_delta"),
+            # Without an attack a run is its own reference: its zero accuracy delta is no measurement.
+            "honest_accuracy_delta": over_seeds(per_seed, "accuracy_delta") if any(ref is not None for _, ref in runs) else _mean_std([]),
             "attacker_asr_delta": over_seeds(per_seed, "asr_delta", "malicious"),  # the poison works on its owner
             "bytes_per_epoch": comm["bytes_per_epoch"],
             "setup_bytes": comm["setup_bytes"],

@@ -65,3 +65,4 @@ def test_cifar10_table_takes_the_std_over_seeds_of_each_seeds_party_mean():
     # Seed means 0.65 and 0.66: std 0.00707 over the 2 seeds (pooling the 4 parties would give 0.041).
     assert row["honest_accuracy"]["mean"] == pytest.approx(0.655) and row["honest_accuracy"]["std"] == pytest.approx(0.0070711, rel=1e-4)
     assert row["honest_accuracy"]["n"] == 2
+    assert row["honest_accuracy_delta"]["mean"] is None  # no attack, no reference: no delta to report
