@@ -269,15 +269,16 @@ def finished_results(scenarios: dict[str, Scenario], out: Path) -> dict[str, tup
     under way (or run elsewhere)."""
     reference_dirs, every = with_references(scenarios)
     done = {name for name, scenario in every.items() if finished(out / name, scenario)}
+    return summaries([name for name in scenarios if name in done and reference_dirs.get(name, name) in done], reference_dirs, out)
 
-    def summary(name: str) -> dict:
-        return json.loads((out / name / SUMMARY).read_text())
 
-    return {
-        name: (summary(name), summary(reference_dirs[name]) if name in reference_dirs else None)
-        for name in scenarios
-        if name in done and reference_dirs.get(name, name) in done
-    }
+def summaries(names: list[str], reference_dirs: dict[str, str], out: Path, failed: frozenset[str] = frozenset()) -> dict[str, tuple[dict | None, dict | None]]:
+    """``{name: (summary, rate-0 summary or None)}`` read from ``out`` (``None`` for a failed run)."""
+
+    def summary(name: str) -> dict | None:
+        return None if name in failed else json.loads((out / name / SUMMARY).read_text())
+
+    return {name: (summary(name), summary(reference_dirs[name]) if name in reference_dirs else None) for name in names}
 
 
 def run_scenarios(scenarios: dict[str, Scenario], out: Path, parallel: int = 1, progress: bool = True, desc: str = "runs") -> dict[str, tuple[dict, dict | None]]:
@@ -313,10 +314,7 @@ def run_scenarios(scenarios: dict[str, Scenario], out: Path, parallel: int = 1, 
         bar.update(1)
     bar.close()
 
-    def summary(name: str) -> dict | None:
-        return None if name in failures else json.loads((out / name / SUMMARY).read_text())
-
-    results = {name: (summary(name), summary(reference_dirs[name]) if name in reference_dirs else None) for name in scenarios}
+    results = summaries(list(scenarios), reference_dirs, out, frozenset(failures))
     if failures:
         raise RunsFailed(failures, results)
     return results
