@@ -46,6 +46,10 @@ ATTACKER_MIN_ASR_DELTA = 0.3
 #: (docs/results.md, robustness table: the default's worst naive-attack delta was well below it).
 DEFAULT_DEFENCE_MAX_ASR_DELTA = 0.05
 NAIVE_ATTACKS = ("flip", "patch", "blend", "swap")
+#: ...and, on the label-skewed clean scenarios (local, no filter, default), the default keeps at
+#: least this share of the accuracy gain SMuLe without a filter has over local training.
+GAIN_SCENARIOS = ("dirichlet_local", "dirichlet_none", "dirichlet_default")
+DEFAULT_MIN_GAIN_SHARE = -0.5
 
 
 def suite(only: list[str] = ()) -> dict[str, Scenario]:
@@ -162,7 +166,18 @@ def invariants(scenarios: dict[str, Scenario], measured: dict[str, list[dict]]) 
                     delta = statistics.fmean(r[party, "asr_delta"] for r in runs)
                     checks.append((f"{name}: honest {party}'s ASR delta {delta:+.3f} <= {DEFAULT_DEFENCE_MAX_ASR_DELTA} under the default defence",
                                    delta <= DEFAULT_DEFENCE_MAX_ASR_DELTA))
+    if all(name in measured for name in GAIN_SCENARIOS):
+        local, none, default = (honest_accuracy(scenarios[name], measured[name]) for name in GAIN_SCENARIOS)
+        share = (default - local) / (none - local) if none > local else float("nan")
+        checks.append((f"dirichlet_default keeps {share:.2f} of the no-filter gain over local training "
+                       f"({100 * (none - local):+.1f} points) >= {DEFAULT_MIN_GAIN_SHARE}", share >= DEFAULT_MIN_GAIN_SHARE))
     return checks
+
+
+def honest_accuracy(scenario: Scenario, runs: list[dict]) -> float:
+    """The honest parties' accuracy, mean over parties and runs."""
+    honest = [party for party, config in scenario.parties.items() if config.role == "honest"]
+    return statistics.fmean(r[party, "accuracy"] for r in runs for party in honest)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -127,8 +127,9 @@ def _run_one(scenario, path: str) -> dict:
 FILTER_COLUMNS = ["kept", "precision", "recall", "dropped_useful", "harmful", "harm_kept", "harm_dropped", "harm_distilled", "trust"]
 
 
-def summary_rows(labels: dict[str, str], summary: dict, reference: dict | None = None) -> list[dict]:
-    """One row per party; with the rate-0 ``reference`` summary, the attack's deltas too."""
+def summary_rows(labels: dict[str, str], summary: dict, reference: dict | None = None, reference_dir: str | None = None) -> list[dict]:
+    """One row per party; with the rate-0 ``reference`` summary (run in ``reference_dir``), the
+    attack's deltas too."""
     comm = summary["communication"]
     rows = []
     for party, values in summary["parties"].items():
@@ -144,6 +145,7 @@ def summary_rows(labels: dict[str, str], summary: dict, reference: dict | None =
             "bytes_per_epoch": comm["bytes_per_epoch"], "setup_bytes": comm["setup_bytes"],
             "protocol": labels.get("protocol", summary["protocol"]), "scheme": summary["scheme"],
             "evaluated_on": summary.get("evaluated_on", "test"),
+            "reference": reference_dir,
         })
     return rows
 
@@ -182,13 +184,14 @@ def run_sweep(sweep_path: Path, out: Path | None = None, parallel: int = 1, prog
         results, failure = {name: (labels[name], *result) for name, result in err.results.items()}, err
     scenarios = {name: load_scenario(base, overrides) for name, (_, overrides) in variants(sweep).items()}
     varying = varying_keys(scenarios)
+    reference_dirs, _ = with_references(scenarios)
     rows = []
     for name, (labels, summary, reference) in results.items():
         keys = {f"key.{key}": value for key, value in varying[name].items() if key != "seed"}  # rows have a seed column
         if summary is None:
             rows.append({**labels, "seed": scenarios[name].seed, **keys, "status": "failed", "error": failure.failures[name]})
         else:
-            rows += [{**row, **keys, "status": "complete", "error": None} for row in summary_rows(labels, summary, reference)]
+            rows += [{**row, **keys, "status": "complete", "error": None} for row in summary_rows(labels, summary, reference, reference_dirs.get(name))]
     table = write_table(out / "table.csv", rows)
     if failure is not None:
         raise failure

@@ -8,6 +8,8 @@ Two families, both registered in :data:`ATTACKS` and chosen in a scenario by ``k
   :class:`~testbed.schemes.base.LogitMap` (linear map plus offset), which a responder can also
   evaluate on CKKS-encrypted logits.
 
+An attack may learn from the attacker's own clean data first (:meth:`Attack.fit`).
+
 Every attack is deterministic given the ``numpy.random.Generator`` it receives and reports
 ground truth (which samples it touched) to the simulator only.
 """
@@ -44,6 +46,12 @@ class Attack(Component):
     def check(self, input_shape: tuple[int, ...], classes: int) -> None:
         """Raise ``ValueError`` if the parameters do not fit the dataset (per-sample ``input_shape``,
         ``classes``), naming the parameter, its value and what is allowed; called at scenario validation."""
+
+    def fit(self, x: np.ndarray, y: np.ndarray, classes: int, rng: np.random.Generator) -> None:
+        """Learn what the attack needs from the attacker's own clean share ``(x, y)`` (a trigger
+        optimised against a shadow student, a class-similarity table); called once, before
+        :meth:`poison`, :meth:`logit_map` or :meth:`success_probe`, in every process that needs
+        them. Default: nothing to learn."""
 
     def success_probe(self, x_test: np.ndarray, y_test: np.ndarray) -> SuccessProbe | None:
         """The inputs on which attack success rate is measured, or ``None`` for untargeted attacks."""

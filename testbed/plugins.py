@@ -5,17 +5,17 @@ attack, filter or scheme is one new file plus one name here. :func:`testbed.regi
 imports this module on the first registry lookup.
 """
 
-from attacks import adaptive, backdoor, label_flip, manipulation
+from attacks import adaptive, backdoor, confidence, distill_backdoor, distillation, label_flip, manipulation
 from testbed import datasets, models, splits
-from testbed.filters import agreement, confidence, divergence, kl_cap, top_k, true_label, trust
+from testbed.filters import agreement, class_floor, confidence, divergence, kl_cap, lacking_classes, own_confidence, top_k, true_label, trust
 from testbed.protocols import fedavg, joint, local, smule
 from testbed.schemes import plaintext
 from testbed.schemes.ckks import scheme as ckks
 
 BUILTIN_MODULES = (
     datasets, splits, models,
-    backdoor, label_flip, manipulation, adaptive,
-    agreement, confidence, divergence, kl_cap, top_k, true_label, trust,
+    backdoor, label_flip, manipulation, adaptive, confidence, distillation, distill_backdoor,
+    agreement, confidence, divergence, kl_cap, top_k, true_label, trust, own_confidence, lacking_classes, class_floor,
     plaintext, ckks,
     smule, local, joint, fedavg,
 )

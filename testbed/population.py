@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from attacks.base import DataPoisoning, PredictionManipulation, SuccessProbe
+from attacks.base import Attack, DataPoisoning, PredictionManipulation, SuccessProbe
 from testbed.config import Scenario
 from testbed.datasets import ArrayDataset, LoadedData
 from testbed.registry import ATTACKS, DATASETS, SPLITS
@@ -48,20 +48,23 @@ def _load(dataset: str, seed: int, validation_samples: int) -> LoadedData:
     return LoadedData(loaded.train.subset(rest), loaded.train.subset(held), loaded.classes)
 
 
-def party_data(scenario: Scenario, loaded: LoadedData, only: str | None = None) -> dict[str, PartyData]:
-    """Every party's (poisoned) share, or just ``only``'s: the split is drawn for all parties
-    either way, so a party actor rebuilds its own share without poisoning the others'."""
+def shares(scenario: Scenario, loaded: LoadedData) -> dict[str, np.ndarray]:
+    """Each party's rows of the train pool: the split is drawn for all parties at once, so any
+    process rebuilds any party's share from the scenario alone."""
     names = list(scenario.parties)
     sizes = [scenario.parties[n].samples for n in names]
-    shares = SPLITS.create(scenario.split).assign(loaded.train.y, sizes, loaded.classes, seeded_rng(scenario.seed, "split"))
+    return dict(zip(names, SPLITS.create(scenario.split).assign(loaded.train.y, sizes, loaded.classes, seeded_rng(scenario.seed, "split"))))
+
+
+def party_data(scenario: Scenario, loaded: LoadedData, only: str | None = None) -> dict[str, PartyData]:
+    """Every party's (poisoned) share, or just ``only``'s, without poisoning the others'."""
     out = {}
-    for name, index in zip(names, shares):
+    for name, index in shares(scenario, loaded).items():
         if only is not None and name != only:
             continue
         x, y = loaded.train.x[index], loaded.train.y[index]
         poisoned = np.zeros(len(y), dtype=bool)
-        for i, spec in enumerate(scenario.parties[name].attacks):
-            attack = ATTACKS.create(spec)
+        for i, attack in enumerate(party_attacks(scenario, name)):
             if isinstance(attack, DataPoisoning):
                 result = attack.poison(x, y, loaded.classes, seeded_rng(scenario.seed, "poison", name, i))
                 x, y, poisoned = result.x, result.y, poisoned | result.poisoned
@@ -69,17 +72,37 @@ def party_data(scenario: Scenario, loaded: LoadedData, only: str | None = None) 
     return out
 
 
+def party_attacks(scenario: Scenario, name: str) -> list[Attack]:
+    """Party ``name``'s attacks, each fitted on the party's clean share (:meth:`Attack.fit`)."""
+    return _fitted_attacks(scenario.model_dump_json(), name)
+
+
+# A fitted attack may have optimised a trigger for seconds; every process that needs it (the
+# attacker, and each party measuring the attack's success) fits it once per scenario.
+@functools.lru_cache(maxsize=8)
+def _fitted_attacks(scenario_json: str, name: str) -> list[Attack]:
+    scenario = Scenario.model_validate_json(scenario_json)
+    specs = scenario.parties[name].attacks
+    if not specs:
+        return []
+    loaded = load_data(scenario)
+    index = shares(scenario, loaded)[name]
+    attacks = [ATTACKS.create(spec) for spec in specs]
+    for i, attack in enumerate(attacks):
+        attack.fit(loaded.train.x[index], loaded.train.y[index], loaded.classes, seeded_rng(scenario.seed, "fit", name, i))
+    return attacks
+
+
 def manipulation(scenario: Scenario, party: str) -> PredictionManipulation | None:
     """The party's prediction manipulation, if any (validation allows at most one)."""
-    attacks = (ATTACKS.create(spec) for spec in scenario.parties[party].attacks)
-    return next((a for a in attacks if isinstance(a, PredictionManipulation)), None)
+    return next((a for a in party_attacks(scenario, party) if isinstance(a, PredictionManipulation)), None)
 
 
 def success_probe(scenario: Scenario, loaded: LoadedData) -> SuccessProbe | None:
     """The scenario's attack target: the first targeted attack of any malicious party."""
-    for party in scenario.parties.values():
-        for spec in party.attacks:
-            probe = ATTACKS.create(spec).success_probe(loaded.test.x, loaded.test.y)
+    for name in scenario.parties:
+        for attack in party_attacks(scenario, name):
+            probe = attack.success_probe(loaded.test.x, loaded.test.y)
             if probe is not None:
                 return probe
     return None

@@ -42,6 +42,21 @@ def logits_for(soft: np.ndarray, temperature: float) -> np.ndarray:
     return (temperature * np.log(np.clip(soft, 1e-12, 1.0))).astype(np.float32)
 
 
+def spread_rest(soft: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``soft`` where ``keep`` (bool, same shape) is set; every other class of a row gets an equal
+    share of that row's remaining mass, so the row still sums to 1 but says nothing about which
+    of those classes the sample resembles."""
+    rest = np.where(keep, 0.0, soft).sum(axis=1) / np.maximum((~keep).sum(axis=1), 1)
+    return np.where(keep, soft, rest[:, None])
+
+
+def true_label_mask(view: PredictionView) -> np.ndarray:
+    """Bool ``(n, classes)``, set at each sample's true label."""
+    mask = np.zeros(view.peer_logits.shape, dtype=bool)
+    mask[np.arange(len(view.labels)), view.labels] = True
+    return mask
+
+
 class Filter(Component):
     def weights(self, view: PredictionView) -> np.ndarray:
         """Per-sample distillation weights in [0, 1] (default: keep everything)."""
@@ -56,6 +71,12 @@ class Filter(Component):
         return {}
 
 
+def own_confidence(view: PredictionView) -> np.ndarray:
+    """``(n,)``: the true label's probability a defence lets the peer teach, ``max(peer, own)`` at
+    the distillation temperature: the peer may raise the querier's confidence in its own label,
+    never lower it."""
+    label = true_label_mask(view)
+    return np.maximum(view.peer_soft()[label], softmax(view.own_logits, view.temperature)[label])
 
 
 def combined_weights(filters: list[Filter], view: PredictionView) -> np.ndarray:

@@ -7,7 +7,7 @@ The mass of every other class is spread evenly over them, so a poisoned answer c
 import numpy as np
 from pydantic import Field
 
-from testbed.filters.base import Filter, PredictionView, logits_for
+from testbed.filters.base import Filter, PredictionView, logits_for, spread_rest, true_label_mask
 from testbed.registry import FILTERS, Params
 
 
@@ -18,9 +18,6 @@ class TopK(Filter):
 
     def rewrite(self, view: PredictionView) -> np.ndarray:
         soft = view.peer_soft()
-        rows = np.arange(len(view.labels))
-        keep = np.zeros(soft.shape, dtype=bool)
+        keep = true_label_mask(view)
         np.put_along_axis(keep, np.argsort(-soft, axis=1)[:, : self.params.k], True, axis=1)
-        keep[rows, view.labels] = True
-        rest = np.where(keep, 0.0, soft).sum(axis=1) / np.maximum((~keep).sum(axis=1), 1)
-        return logits_for(np.where(keep, soft, rest[:, None]), view.temperature)
+        return logits_for(spread_rest(soft, keep), view.temperature)

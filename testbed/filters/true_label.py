@@ -9,16 +9,11 @@ measures the cost).
 
 import numpy as np
 
-from testbed.filters.base import Filter, PredictionView, logits_for
+from testbed.filters.base import Filter, PredictionView, logits_for, spread_rest, true_label_mask
 from testbed.registry import FILTERS
 
 
 @FILTERS.register("true_label")
 class TrueLabel(Filter):
     def rewrite(self, view: PredictionView) -> np.ndarray:
-        soft = view.peer_soft()
-        rows = np.arange(len(view.labels))
-        p_true = soft[rows, view.labels]
-        spread = np.repeat(((1.0 - p_true) / (soft.shape[1] - 1))[:, None], soft.shape[1], axis=1)
-        spread[rows, view.labels] = p_true
-        return logits_for(spread, view.temperature)
+        return logits_for(spread_rest(view.peer_soft(), true_label_mask(view)), view.temperature)

@@ -1,0 +1,47 @@
+"""Attacks on the confidence channel: what a rewrite that keeps only the peer's probability of the
+true label (``true_label``, ``lacking_classes``) still lets through.
+
+``true_label`` erases *which* wrong class an answer points to, but it keeps *how sure* the answer
+is of the label: the querier distils its peer's ``p(true label)``. An answer that doubts the label
+of every sample of one class teaches the querier to doubt that class, which lowers its margin there
+and hands the class's borderline test samples to its nearest neighbour (3 to 8, 4 to 9).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from attacks.common import SourceTargetParams, SourceToTarget
+from attacks.manipulation import Manipulation
+from testbed.registry import ATTACKS
+
+
+@ATTACKS.register("confidence_drain")
+class ConfidenceDrain(SourceToTarget, Manipulation):
+    """Lower the ``source`` logit of the answers by ``strength``: ``out = logits - strength * e_source``.
+
+    Written against ``true_label``. What the attacker knows: the querier's defence (it distils
+    only the peer's probability of the true label) and the distillation temperature's role; not
+    the querier's samples, labels or the answers' values, since under CKKS it applies the map
+    blindly to encrypted logits. It cannot tell which answers belong to ``source`` samples, so it
+    lowers ``source`` on every manipulated answer: on ``source`` samples that is the label's
+    probability (the harm); on the others it moves a little mass off a wrong class, which the
+    defence spreads evenly anyway.
+
+    Parameters: ``rate`` (see :class:`~attacks.manipulation.Manipulation`), ``source`` (the class
+    whose confidence is drained), ``target`` (the neighbour its samples are expected to fall to;
+    it changes only what counts as success) and ``strength`` (logits, > 0; default 8).
+
+    Success probe, measured on the honest party's model: the ``source``-class test samples, a
+    success when classified as ``target``. ``own_confidence`` is built to stop it: the distilled
+    ``p(true label)`` never falls below the querier's own.
+    """
+
+    class Params(SourceTargetParams):
+        strength: float = Field(8.0, gt=0.0, allow_inf_nan=False, description="logits taken off the source class")
+
+    def offset(self, selected: np.ndarray, classes: int, rng: np.random.Generator) -> np.ndarray:
+        drain = np.zeros((len(selected), classes))
+        drain[selected, self.params.source] = -self.params.strength
+        return drain
