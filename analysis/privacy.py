@@ -53,7 +53,7 @@ from testbed.seeding import derived_seed, seeded_rng
 from testbed.training import accuracy
 
 #: The audited protocols, in the order they run: the scenario's protocol, and the filters of every
-#: party where the variant sets them. SMuLe ones also log their answers.
+#: party where the variant sets them. Those whose parties exchange answers also log them.
 VARIANTS: dict[str, tuple[dict, list | None]] = {
     "smule_default": ({"kind": "smule"}, [dict(f) for f in DEFAULT_FILTERS]),
     "smule_nofilter": ({"kind": "smule"}, []),
@@ -62,7 +62,7 @@ VARIANTS: dict[str, tuple[dict, list | None]] = {
     "fedavg": ({"kind": "fedavg"}, None),
 }
 PROTOCOL_VARIANTS = tuple(VARIANTS)
-SMULE_VARIANTS = ("smule_default", "smule_nofilter")
+ANSWERING_VARIANTS = tuple(name for name, (spec, _) in VARIANTS.items() if PROTOCOLS.get(spec["kind"]).audits_answers)
 FLOOD_LEVELS = (0.0, 1e-3, 1e-2, 0.1, 0.3, 1.0)
 #: Fewer held-out samples than this cannot give a meaningful ROC curve.
 MIN_NONMEMBERS = 50
@@ -117,12 +117,13 @@ class Pool:
 
 
 def run_protocol(scenario: Scenario, probes: dict[str, dict[str, np.ndarray]]) -> tuple[dict[str, Any], ExchangeLog]:
-    """Run ``scenario`` in-process; each party's final model (the joint host's for joint) and the answer log."""
+    """Run ``scenario`` in-process; each party's final model (the one it ends with: the joint host's
+    for joint) and the answer log."""
     parties = InProcessParties(scenario)
     log = ExchangeLog(parties, probes, scenario.training.warmup_epochs)
-    PROTOCOLS.create(scenario.protocol).run(scenario, parties, Channel(), log)
-    host = parties.names[0] if scenario.protocol.kind == "joint" else None
-    models = {name: parties[host or name].model for name in parties.names}
+    protocol = PROTOCOLS.create(scenario.protocol)
+    protocol.run(scenario, parties, Channel(), log)
+    models = {name: parties[protocol.final_model_of(name, parties.names)].model for name in parties.names}
     log.parties = None  # the parties hold a copy of the data set each: let them go
     return models, log
 
@@ -207,11 +208,11 @@ def audit_seed(base: Scenario, seed: int, references: int, nonmembers: int | Non
     finals, logs = {}, {}
     for protocol in PROTOCOL_VARIANTS:
         bar.set_description(f"seed {seed}: {protocol}")
-        finals[protocol], logs[protocol] = run_protocol(variant(base, protocol, seed), probes if protocol in SMULE_VARIANTS else {})
+        finals[protocol], logs[protocol] = run_protocol(variant(base, protocol, seed), probes if protocol in ANSWERING_VARIANTS else {})
         out["membership"] += membership_rows(protocol, finals[protocol], pools, refs, out["scores"], seed)
         out["accuracy"] += [{"seed": seed, "protocol": protocol, "party": p, "accuracy": accuracy(m, loaded.test.x, loaded.test.y)} for p, m in finals[protocol].items()]
         bar.update(1)
-    for protocol in SMULE_VARIANTS:
+    for protocol in ANSWERING_VARIANTS:
         run = variant(base, protocol, seed)
         out["extraction"] += extraction_rows(run, protocol, logs[protocol], finals[protocol], finals["local"], loaded.test.x, shares)
         out["sequence"] += sequence_rows(run, protocol, logs[protocol], pools, refs)

@@ -33,6 +33,7 @@ import pandas as pd
 from analysis.sweep import RunsFailed, run_scenarios, summary_rows
 from testbed.config import Scenario, ScenarioError, load_scenario
 from testbed.population import load_data, party_data, success_probe
+from testbed.registry import PROTOCOLS
 from testbed.results import write_atomic
 
 SUITE = Path(__file__).resolve().parent.parent / "scenarios" / "regression"
@@ -153,8 +154,8 @@ def invariants(scenarios: dict[str, Scenario], measured: dict[str, list[dict]]) 
     checks = []
     for name, runs in measured.items():
         scenario = scenarios[name]
-        # Under joint training and FedAvg the attacker holds the shared model, not its own.
-        own_model = scenario.protocol.kind in ("smule", "local")
+        # Where the parties share one model (joint, FedAvg) the attacker holds no model of its own.
+        own_model = PROTOCOLS.get(scenario.protocol.kind).own_models
         for party, config in scenario.parties.items():
             poisoning = [a.kind for a in config.attacks if a.kind in ("label_flip", "backdoor_patch", "backdoor_blend")]
             if own_model and poisoning and (party, "asr_delta") in runs[0]:

@@ -27,8 +27,9 @@ METRICS = {
     "filter_kept": "kept",
     "filter_dropped_useful": "dropped useful",
 }
-#: Columns of a sweep table that are measurements, not sweep axes.
-NOT_AXES = {"party", "role", "seed", "accuracy", "asr", "accuracy_rate0", "asr_rate0", "bytes_per_epoch", "setup_bytes", "protocol", "scheme"}
+#: Columns of a sweep table that are measurements or bookkeeping, not sweep axes.
+NOT_AXES = {"party", "role", "seed", "accuracy", "asr", "accuracy_rate0", "asr_rate0", "bytes_per_epoch", "setup_bytes", "protocol", "scheme",
+            "evaluated_on", "reference", "status", "error"}
 
 
 def load_tables(paths: list[Path]) -> pd.DataFrame:
@@ -39,7 +40,8 @@ def load_tables(paths: list[Path]) -> pd.DataFrame:
 def seed_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Honest parties' metrics per sweep variant: mean, std and count over seeds (and parties)."""
     honest = table[table["role"] == "honest"]
-    axes = ["sweep"] + [c for c in honest.columns if c not in NOT_AXES and c != "sweep" and not c.startswith("filter_") and not c.endswith("_delta")]
+    # key.* columns spell out what an axis variant set (the resolved scenario keys): not axes of their own.
+    axes = ["sweep"] + [c for c in honest.columns if c not in NOT_AXES and c != "sweep" and not c.startswith(("filter_", "key.")) and not c.endswith("_delta")]
     stats = honest.groupby(axes, sort=False, dropna=False)[list(METRICS)].agg(["mean", "std"])
     stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
     stats["seeds"] = honest.groupby(axes, sort=False, dropna=False)["seed"].nunique()

@@ -162,7 +162,7 @@ def rate_zero(scenario: Scenario) -> Scenario | None:
 
 #: Scenario keys added after results existed (their defaults reproduce the older runs): left out of
 #: :func:`scenario_key` at their default, so references run before them are still found.
-LATER_KEYS = ("validation_samples",)
+LATER_KEYS = ("validation_samples", "plugins")
 
 
 def scenario_key(scenario: Scenario) -> str:

@@ -5,7 +5,7 @@ Two families, both registered in :data:`ATTACKS` and chosen in a scenario by ``k
 * :class:`DataPoisoning` rewrites part of the malicious party's training data before training,
   so its model (and hence its answers) carry the poison;
 * :class:`PredictionManipulation` changes the logits a malicious responder returns, through a
-  :class:`~testbed.schemes.base.LogitMap` (linear map plus offset), which a responder can also
+  :class:`~testbed.logit_map.LogitMap` (linear map plus offset), which a responder can also
   evaluate on CKKS-encrypted logits.
 
 An attack may learn from the attacker's own clean data first (:meth:`Attack.fit`).
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from testbed.registry import Component
-from testbed.schemes.base import LogitMap
+from testbed.logit_map import LogitMap
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,15 @@ class DistillBackdoor(BackdoorPatch):
     :meth:`fit`, on the attacker's own clean share, alternates for ``rounds`` rounds:
 
     1. a shadow teacher (a one-hidden-layer ReLU network of ``shadow_hidden`` units) trains
-       ``shadow_epochs`` epochs on the share poisoned with the current trigger (``rate`` of it,
-       as :meth:`poison` will);
+       ``shadow_epochs`` epochs on the share with ``shadow_rate`` of its non-target samples
+       triggered and relabelled (a parameter of its own, not ``rate``, so that the run at rate 0
+       that measures the attack's harm probes the same trigger);
     2. a fresh shadow student distils it on the clean share only, with the querier's objective
        ``CE + mutual_weight * T^2 * KL(teacher || student)`` at ``temperature``;
     3. the patch pixels take ``trigger_steps`` Adam steps that raise both networks' log-probability
-       of ``target`` on triggered copies of the clean non-target samples, clipped to [0, 1].
+       of ``target`` on triggered copies of the clean non-target samples, and lower that of a
+       shadow trained on the clean share alone, clipped to [0, 1]: a trigger that fooled a model
+       without any poison would be an adversarial patch, and its success would show at rate 0 too.
 
     The patch that results is stamped as ``backdoor_patch`` stamps its pattern; the region
     (``size``, ``position``) is fixed, as in BadNets; ADBA also learns the mask.
@@ -45,7 +48,7 @@ class DistillBackdoor(BackdoorPatch):
     A defence that keeps no dark knowledge about the target (``true_label``, and
     ``lacking_classes`` when the querier holds the target class) flattens it like any backdoor.
 
-    Parameters (besides ``rate``, ``target``, ``size`` (default 4) and ``position`` (default
+    Parameters (besides ``rate``, ``target``, ``size`` (default 3) and ``position`` (default
     ``center``) of ``backdoor_patch``; ``pattern`` is what is learned and is ignored): ``rounds`` (default 4), ``shadow_epochs``
     (default 15), ``trigger_steps`` (default 30), ``trigger_lr`` (default 0.1),
     ``shadow_hidden`` (default 64), ``temperature`` (default 2), ``mutual_weight`` (default 1).
@@ -54,10 +57,13 @@ class DistillBackdoor(BackdoorPatch):
 
     class Params(BackdoorPatch.Params):
         # Where the digits' strokes run: a patch over informative pixels is what lets clean
-        # images carry the trigger's features (in a dark corner the optimum is BadNets' solid patch).
-        size: PositiveInt = 4
+        # images carry the trigger's features (in a dark corner the optimum is BadNets' solid
+        # patch); 3x3 leaves the digit readable, where 4x4 made an 8 of most digits by itself.
+        size: PositiveInt = 3
         position: Corner | Annotated[tuple[NonNegativeInt, NonNegativeInt], FromList] = "center"
         rounds: PositiveInt = Field(4, description="teacher / student / trigger rounds of the rehearsal")
+        # Not ``rate``: the rate-0 reference run must probe the very trigger the attack stamps.
+        shadow_rate: float = Field(0.1, gt=0, le=1, allow_inf_nan=False, description="share of the attacker's non-target samples the rehearsal's shadow teacher is poisoned with")
         shadow_epochs: PositiveInt = Field(15, description="epochs of each shadow network per round")
         trigger_steps: PositiveInt = Field(30, description="Adam steps on the patch per round")
         trigger_lr: float = Field(0.1, gt=0, le=10, allow_inf_nan=False)
@@ -90,13 +96,17 @@ class DistillBackdoor(BackdoorPatch):
         patch = torch.rand((channels, p.size, p.size), generator=generator, requires_grad=True)
         images, labels = torch.from_numpy(x), torch.from_numpy(y)
         others = images[labels != p.target]
-        chosen = torch.from_numpy(np.flatnonzero(rng.random(len(others)) < p.rate)) if len(others) else torch.zeros(0, dtype=torch.long)
+        chosen = torch.from_numpy(np.flatnonzero(rng.random(len(others)) < p.shadow_rate))
 
         def stamped(batch: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
             out = batch.clone()
             out[:, :, row : row + p.size, col : col + p.size] = pixels
             return out
 
+        # A model trained without poison: the trigger must not already fool it, or its success
+        # would be an adversarial patch's, not the backdoor's (the rate-0 run would show it too).
+        clean = self._shadow(x.shape[1:], classes, generator)
+        self._train(clean, images, labels, None, generator)
         optimizer = torch.optim.Adam([patch], lr=p.trigger_lr)
         for _ in range(p.rounds):
             pixels = patch.detach()
@@ -111,7 +121,8 @@ class DistillBackdoor(BackdoorPatch):
             goal = torch.full((len(others),), p.target, dtype=labels.dtype)
             for _ in range(p.trigger_steps):
                 triggered = stamped(others, patch)
-                loss = F.cross_entropy(student(triggered), goal) + F.cross_entropy(teacher(triggered), goal)
+                loss = (F.cross_entropy(student(triggered), goal) + F.cross_entropy(teacher(triggered), goal)
+                        + F.log_softmax(clean(triggered), dim=1)[:, p.target].mean())
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

@@ -2,7 +2,7 @@
 
 The responder computes its answers under CKKS encryption: it never sees the querier's samples,
 labels or even its own logits, so it can only apply a per-sample affine map to the encrypted
-logits (:class:`~testbed.schemes.base.LogitMap`), chosen blindly. Every attack here is such a map.
+logits (:class:`~testbed.logit_map.LogitMap`), chosen blindly. Every attack here is such a map.
 Its harm shows in the honest querier's model, which distils from the manipulated answers.
 """
 
@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 from attacks.base import PredictionManipulation, SuccessProbe
 from attacks.common import ClassIndex, Rate, SourceTargetParams, SourceToTarget, check_classes, choose
 from testbed.registry import ATTACKS, Params
-from testbed.schemes.base import LogitMap
+from testbed.logit_map import LogitMap
 
 
 class Manipulation(PredictionManipulation):

@@ -8,6 +8,7 @@ the one entry point.
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import re
 from pathlib import Path
@@ -144,7 +145,20 @@ class RayConfig(Strict):
         raise ValueError("expected HOST:PORT of the cluster's head (as `ray start --head` prints it), ray://HOST:PORT, or auto")
 
 
+#: A Python module path: what ``plugins`` may name.
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _module_name(name: str) -> str:
+    if not _MODULE.fullmatch(name):
+        raise ValueError("expected a module to import, such as my_attacks or mypackage.filters")
+    return name
+
+
 class Scenario(Strict):
+    plugins: list[Annotated[str, AfterValidator(_module_name)]] = Field(
+        [], description="modules imported before the scenario is validated, where it runs (every Ray worker too): a user's own attacks, filters, models, schemes register themselves on import"
+    )
     name: Annotated[str, AfterValidator(check_component)] = Field(description="names the results directory")
     description: str = ""
     # numpy, torch and scikit-learn all take 32-bit seeds
@@ -163,6 +177,34 @@ class Scenario(Strict):
 
     def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    def __reduce__(self) -> tuple:
+        # Pickled (to a Ray worker) as plain data and validated again there, after its plug-ins
+        # are imported: their classes cannot be unpickled before the modules that define them.
+        return _revalidated, (self.dump(),)
+
+
+def _revalidated(raw: dict[str, Any]) -> Scenario:
+    problems = import_plugins(raw.get("plugins"))
+    if problems:
+        raise ScenarioError(problems)
+    return Scenario.model_validate(raw)
+
+
+def import_plugins(modules: Any) -> list[tuple[str, str]]:
+    """Import each module ``plugins`` names (its components register themselves); ``(key,
+    message)`` for each that is not a module name or fails to import, naming the error's first line.
+    A malformed ``plugins`` value is left to the schema to report."""
+    problems = []
+    for i, module in enumerate(modules if isinstance(modules, list) else []):
+        if not isinstance(module, str) or not _MODULE.fullmatch(module):
+            continue
+        try:
+            importlib.import_module(module)
+        except Exception as err:  # a user's module may fail in any way; it must not be a traceback
+            first = (str(err).strip().splitlines() or [""])[0]
+            problems.append((f"plugins.{i}", f"cannot import module '{module}': {type(err).__name__}{': ' + first if first else ''}"))
+    return problems
 
 
 #: A model larger than this is refused before anything is allocated: 400 MB of float32 weights per
@@ -208,14 +250,7 @@ def cross_field_problems(scenario: Scenario, invalid: frozenset[str] = frozenset
             problems += _attack_problems(f"parties.{name}.attacks", party, dataset)
         if valid("dataset", "scheme", f"parties.{name}.model"):
             problems += _model_problems(f"parties.{name}.model", party, dataset, scheme, scenario.scheme.params)
-    protocol = PROTOCOLS.get(scenario.protocol.kind)
-    architectures = {str(party.model.dump()) for party in scenario.parties.values()}
-    if protocol.needs_same_architecture and len(architectures) > 1 and valid("protocol", *(f"parties.{n}.model" for n in scenario.parties)):
-        problems.append(("parties.*.model", f"protocol '{protocol.kind}' averages models, so every party needs the same model; got {', '.join(sorted(architectures))}"))
-    warmup = scenario.training.warmup_epochs
-    if scenario.protocol.kind == "smule" and warmup >= scenario.epochs and valid("protocol", "epochs", "training.warmup_epochs"):
-        problems.append(("training.warmup_epochs", f"{warmup} leaves no exchange epoch of epochs={scenario.epochs}; allowed: 0..{scenario.epochs - 1}"))
-    return problems
+    return problems + PROTOCOLS.get(scenario.protocol.kind).problems(scenario, valid)
 
 
 def _attack_problems(key: str, party: PartyConfig, dataset: Any) -> list[tuple[str, str]]:
@@ -302,6 +337,7 @@ def parse_scenario(raw: Any, overrides: list[str] = ()) -> Scenario:
             raw = trial
         except ScenarioError as err:
             problems += err.problems
+    problems += import_plugins(raw.get("plugins"))  # before the kinds they register are looked up
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as err:

@@ -27,8 +27,9 @@ from testbed.metrics import Harm, answer_harm, filter_quality, kl_divergence, so
 from testbed.models import predict
 from testbed.population import load_data, manipulation, party_data, success_probe
 from testbed.protocols.base import PartyInterface
-from testbed.registry import FILTERS, MODELS, SCHEMES
-from testbed.schemes.base import LogitMap, SecureInferenceScheme
+from testbed.registry import FILTERS, MODELS, PROTOCOLS, SCHEMES
+from testbed.logit_map import LogitMap
+from testbed.schemes.base import SecureInferenceScheme
 from testbed.seeding import derived_seed, seeded_rng
 from testbed.timing import Stopwatch
 from testbed.training import PeerGuidance, accuracy, make_optimizer, make_scheduler, train_epoch
@@ -77,7 +78,7 @@ class Party(PartyInterface):
         self.stopwatch = Stopwatch()
         # A party whose attacks all have rate 0 is its own clean twin.
         active = any(getattr(spec.params, "rate", 1) > 0 for spec in self.config.attacks)
-        needs_twin = with_twin and active and scenario.protocol.kind == "smule"
+        needs_twin = with_twin and active and PROTOCOLS.get(scenario.protocol.kind).audits_answers
         self.twin = Party(clean_twin_scenario(scenario, name), name, with_twin=False) if needs_twin else None
         self.target = next((spec.params.target for spec in self.config.attacks if getattr(spec.params, "target", None) is not None), None)
         self._peer_samples: dict[str, np.ndarray] = {}
@@ -135,7 +136,9 @@ class Party(PartyInterface):
         with self._timed_scheme(scheme, "decode"):
             logits = scheme.decode(message.wire)
         with self.stopwatch.timed("filter"):
-            filters = self.filters.setdefault(peer, [FILTERS.create(spec) for spec in self.config.filters])
+            if peer not in self.filters:  # one set per peer, kept: a filter may carry state across epochs
+                self.filters[peer] = [FILTERS.create(spec) for spec in self.config.filters]
+            filters = self.filters[peer]
             x, y = self.x[self.queried], self.y[self.queried]
             own = predict(self.model, x) if filters else logits  # only filters read our own prediction
             view = self.received[peer] = PredictionView(logits, own, y, self.scenario.training.temperature)

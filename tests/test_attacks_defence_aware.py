@@ -90,7 +90,7 @@ def digits_share():
     return share.x, share.y, loaded
 
 
-DISTILL = {"rate": 0.1, "target": 0, "size": 2, "position": "bottom_right", "rounds": 2, "shadow_epochs": 5, "trigger_steps": 10}
+DISTILL = {"rate": 0.1, "target": 0, "rounds": 2, "shadow_epochs": 5, "trigger_steps": 10}  # a 3x3 patch at rows and columns 2..4
 
 
 def test_distill_backdoor_learns_a_patch_deterministically_and_stamps_only_there(digits_share):
@@ -103,12 +103,14 @@ def test_distill_backdoor_learns_a_patch_deterministically_and_stamps_only_there
     again.fit(x, y, 10, np.random.default_rng(7))
     other = make("distill_backdoor", **DISTILL)
     other.fit(x, y, 10, np.random.default_rng(8))
-    assert attack.learned.shape == (1, 2, 2) and ((attack.learned >= 0) & (attack.learned <= 1)).all()
+    assert attack.learned.shape == (1, 3, 3) and ((attack.learned >= 0) & (attack.learned <= 1)).all()
     np.testing.assert_array_equal(attack.learned, again.learned)
     assert not np.array_equal(attack.learned, other.learned)
     stamped = attack.stamp(x[:5])
-    np.testing.assert_array_equal(stamped[:, :, 6:, 6:], np.broadcast_to(attack.learned, (5, 1, 2, 2)))
-    np.testing.assert_array_equal(stamped[:, :, :6, :], x[:5, :, :6, :])
+    np.testing.assert_array_equal(stamped[:, :, 2:5, 2:5], np.broadcast_to(attack.learned, (5, 1, 3, 3)))
+    outside = np.ones((8, 8), dtype=bool)
+    outside[2:5, 2:5] = False
+    np.testing.assert_array_equal(stamped[:, :, outside], x[:5, :, outside])
     poisoned = attack.poison(x, y, 10, np.random.default_rng(0))
     assert poisoned.poisoned.sum() == 30 and (poisoned.y[poisoned.poisoned] == 0).all()
     np.testing.assert_array_equal(poisoned.x[poisoned.poisoned], attack.stamp(x[poisoned.poisoned]))
@@ -127,18 +129,20 @@ def shadow_student_asr(attack, x, y, patch: np.ndarray) -> float:
         teacher_logits = teacher(torch.from_numpy(x))
     attack._train(student, torch.from_numpy(x), torch.from_numpy(y), teacher_logits, generator)
     with torch.no_grad():
-        predicted = student(torch.from_numpy(attack.stamp(x[y != 0]))).argmax(1).numpy()
-    return float((predicted == 0).mean())
+        predicted = student(torch.from_numpy(attack.stamp(x[y != attack.params.target]))).argmax(1).numpy()
+    return float((predicted == attack.params.target).mean())
 
 
-def test_the_learned_patch_survives_distillation_better_than_a_plain_one(digits_share):
+def test_the_learned_patch_survives_distillation_but_does_not_fool_a_clean_model(digits_share):
     x, y, _ = digits_share
-    params = {"rate": 0.1, "target": 0, "rounds": 3, "shadow_epochs": 10, "trigger_steps": 30}  # a 4x4 patch in the centre
+    params = {"rate": 0.1, "target": 8, "rounds": 3, "shadow_epochs": 10, "trigger_steps": 30}  # a 3x3 patch in the centre
     attack = make("distill_backdoor", **params)
     attack.fit(x, y, 10, np.random.default_rng(0))
     learned = attack.learned.copy()
-    solid = np.ones_like(learned)  # the BadNets patch of the same size and place
-    assert shadow_student_asr(attack, x, y, learned) > shadow_student_asr(attack, x, y, solid) + 0.1
+    distilled = shadow_student_asr(attack, x, y, learned)
+    clean = shadow_student_asr(make("distill_backdoor", **{**params, "rate": 0.0}), x, y, learned)  # teacher without poison
+    scrambled = shadow_student_asr(attack, x, y, np.random.default_rng(1).random(learned.shape).astype(np.float32))
+    assert distilled > clean + 0.1 and distilled > scrambled + 0.1
 
 
 def test_every_process_fits_the_same_trigger_so_the_probe_is_the_poison():
@@ -157,6 +161,15 @@ def test_every_process_fits_the_same_trigger_so_the_probe_is_the_poison():
     np.testing.assert_array_equal(refit.learned, attack.learned)
     probe = success_probe(scenario, loaded)
     np.testing.assert_array_equal(probe.x, attack.stamp(loaded.test.x[loaded.test.y != 0]))
+
+
+def test_the_rate_zero_reference_probes_the_same_trigger():
+    """Attack harm is a delta against the same scenario at rate 0: the trigger must not depend on the rate."""
+    x, y = np.random.default_rng(0).random((80, 1, 8, 8), dtype=np.float32), np.arange(80) % 4
+    attacks = [make("distill_backdoor", **{**DISTILL, "rate": rate}) for rate in (0.3, 0.0)]
+    for attack in attacks:
+        attack.fit(x, y, 4, np.random.default_rng(5))
+    np.testing.assert_array_equal(attacks[0].learned, attacks[1].learned)
 
 
 @pytest.mark.parametrize("kind, params, culprit", [

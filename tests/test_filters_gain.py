@@ -114,3 +114,24 @@ def test_class_floor_removes_the_mass_a_class_gets_from_every_class_alike():
 def test_parameters_are_checked_at_the_edge(raw, culprit):
     with pytest.raises(ValueError, match=culprit.replace("[", r"\[")):
         FILTERS.parse_spec(raw)
+
+
+def test_an_attacker_finds_a_class_the_querier_lacks_from_its_answers():
+    """The weak point of lacking_classes is an attack aimed at a class the querier lacks. The
+    attacker need not be told which: SMuLe runs both ways, so after one exchange it holds the
+    querier's answers on its own labelled samples, and the class they recall worst is lacking."""
+    from testbed.config import parse_scenario
+    from testbed.inprocess import InProcessParties
+    from testbed.messages import Channel
+    from testbed.registry import PROTOCOLS
+
+    for seed in (0, 1, 2):
+        raw = {"name": "t", "seed": seed, "epochs": 2, "split": {"kind": "dirichlet", "alpha": 0.3}, "training": {"mutual_weight": 1.0},
+               "parties": {"A": {"samples": 600}, "B": {"role": "malicious", "samples": 600}}}
+        scenario = parse_scenario(raw)
+        parties = InProcessParties(scenario)
+        PROTOCOLS.create(scenario.protocol).run(scenario, parties, Channel(), lambda epoch, metrics: None)
+        seen = parties["B"].received["A"]  # A's answers on B's samples, and B's labels
+        recall = [softmax(seen.peer_logits)[seen.labels == c, c].mean() if (seen.labels == c).sum() >= 5 else np.inf for c in range(10)]
+        guess = int(np.argmin(recall))
+        assert make("lacking_classes").lacking(parties["A"].y, 10)[guess], (seed, guess, np.bincount(parties["A"].y, minlength=10))

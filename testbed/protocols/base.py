@@ -106,9 +106,32 @@ def train_and_report(
     return metrics
 
 
+#: Whether the parts of a scenario that a check reads passed schema validation (scenario keys,
+#: dotted); a check that reads an invalid part would judge the defaults standing in for it.
+Valid = Callable[..., bool]
+
+
 class TrainingProtocol(Component):
-    #: True when every party must use the same model architecture (checked at validation).
-    needs_same_architecture: bool = False
+    """A training protocol answers for itself what the engine and analysis need to know about it,
+    so that a new protocol gets validation, the answer audit, the privacy audit and the regression
+    invariants without any name being checked elsewhere."""
+
+    #: Peers exchange answers that a querier filters: each malicious party then carries a clean
+    #: twin (simulator only) against which the querier's filters are audited.
+    audits_answers: bool = False
+    #: Each party ends with a model trained on its own data, so an attacker's own ASR measures
+    #: whether its poison works; not so where the parties share one model (joint, FedAvg).
+    own_models: bool = True
+
+    @classmethod
+    def problems(cls, scenario: Scenario, valid: Valid) -> list[tuple[str, str]]:
+        """``(key, message)`` for each of the protocol's own cross-field rules ``scenario`` breaks;
+        called at validation (skip a rule when ``valid(*keys it reads)`` is false)."""
+        return []
+
+    def final_model_of(self, party: str, parties: list[str]) -> str:
+        """Whose model ``party`` ends the run with (itself, unless the protocol shares one)."""
+        return party
 
     def run(self, scenario: Scenario, parties: Parties, channel: Channel, report: EpochReport) -> None:
         raise NotImplementedError

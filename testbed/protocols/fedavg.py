@@ -17,7 +17,7 @@ from pydantic import Field
 
 from testbed.config import Scenario
 from testbed.messages import Channel, Message
-from testbed.protocols.base import EpochReport, Parties, PartyInterface, TrainingProtocol, train_and_report
+from testbed.protocols.base import EpochReport, Parties, PartyInterface, TrainingProtocol, Valid, train_and_report
 from testbed.registry import PROTOCOLS, Params
 from testbed.schemes.base import Wire
 
@@ -27,7 +27,14 @@ class FedAvg(TrainingProtocol):
     class Params(Params):
         local_epochs: int = Field(1, ge=1, description="local epochs between two averaging rounds")
 
-    needs_same_architecture = True
+    own_models = False  # every party ends with the averaged model
+
+    @classmethod
+    def problems(cls, scenario: Scenario, valid: Valid) -> list[tuple[str, str]]:
+        architectures = {str(party.model.dump()) for party in scenario.parties.values()}
+        if len(architectures) > 1 and valid("protocol", *(f"parties.{n}.model" for n in scenario.parties)):
+            return [("parties.*.model", f"protocol '{cls.kind}' averages models, so every party needs the same model; got {', '.join(sorted(architectures))}")]
+        return []
 
     def run(self, scenario: Scenario, parties: Parties, channel: Channel, report: EpochReport) -> None:
         report(0, {})

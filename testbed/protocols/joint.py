@@ -30,8 +30,13 @@ class Joint(TrainingProtocol):
         measure_crypten: bool = Field(True, description="also measure CrypTen two-party training (when installed)")
         crypten_batches: int = Field(2, ge=1, description="batches CrypTen trains to measure one")
 
+    own_models = False  # the first party hosts the one model every party reports
+
+    def final_model_of(self, party: str, parties: list[str]) -> str:
+        return parties[0]
+
     def run(self, scenario: Scenario, parties: Parties, channel: Channel, report: EpochReport) -> None:
-        host = parties.names[0]
+        host = self.final_model_of(parties.names[0], parties.names)
         parties.gather("merge", [(host, parties[host].apply(hold_union))])
         report(0, {})
         for epoch in range(1, scenario.epochs + 1):

@@ -13,12 +13,21 @@ from typing import Any
 
 from testbed.config import Scenario
 from testbed.messages import Channel
-from testbed.protocols.base import EpochReport, Parties, TrainingProtocol
+from testbed.protocols.base import EpochReport, Parties, TrainingProtocol, Valid
 from testbed.registry import PROTOCOLS
 
 
 @PROTOCOLS.register("smule")
 class SMuLe(TrainingProtocol):
+    audits_answers = True
+
+    @classmethod
+    def problems(cls, scenario: Scenario, valid: Valid) -> list[tuple[str, str]]:
+        warmup = scenario.training.warmup_epochs
+        if warmup >= scenario.epochs and valid("protocol", "epochs", "training.warmup_epochs"):
+            return [("training.warmup_epochs", f"{warmup} leaves no exchange epoch of epochs={scenario.epochs}; allowed: 0..{scenario.epochs - 1}")]
+        return []
+
     def run(self, scenario: Scenario, parties: Parties, channel: Channel, report: EpochReport) -> None:
         directions = list(permutations(parties.names, 2))  # (querier, responder)
 

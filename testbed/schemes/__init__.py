@@ -1,5 +1,6 @@
 """Secure-inference schemes, one per file (registered through :mod:`testbed.plugins`)."""
 
-from testbed.schemes.base import LogitMap, SecureInferenceScheme, Wire
+from testbed.logit_map import LogitMap
+from testbed.schemes.base import SecureInferenceScheme, Wire
 
 __all__ = ["LogitMap", "SecureInferenceScheme", "Wire"]

@@ -15,33 +15,15 @@ figure computed from the same parameters for a scheme that only accounts for the
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from testbed.logit_map import LogitMap
 from testbed.messages import Wire
 from testbed.models import predict
 from testbed.registry import Component, Params
-
-
-@dataclass(frozen=True)
-class LogitMap:
-    """A per-sample affine map on returned logits: what a responder can apply under encryption.
-
-    For each selected sample ``i``: ``out[i] = logits[i] @ matrix + offset[i]``; other samples
-    pass unchanged. It needs only plaintext-ciphertext products and additions, so the CKKS
-    scheme applies it to encrypted logits exactly as the plaintext scheme applies it here.
-    """
-
-    selected: np.ndarray  # bool, (n,)
-    matrix: np.ndarray  # (classes, classes)
-    offset: np.ndarray  # (n, classes); rows of unselected samples are ignored
-
-    def apply(self, logits: np.ndarray) -> np.ndarray:
-        mapped = logits @ self.matrix + self.offset
-        return np.where(self.selected[:, None], mapped, logits).astype(logits.dtype)
 
 
 def plaintext_logits(model: nn.Module, samples: torch.Tensor, logit_map: LogitMap | None = None) -> np.ndarray:

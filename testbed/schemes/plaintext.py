@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from testbed.registry import SCHEMES, Params
-from testbed.schemes.base import LogitMap, SecureInferenceScheme, Wire, plaintext_logits
+from testbed.logit_map import LogitMap
+from testbed.schemes.base import SecureInferenceScheme, Wire, plaintext_logits
 
 
 def array_to_bytes(array: np.ndarray) -> bytes:

@@ -19,7 +19,8 @@ from torch import nn
 from testbed.messages import Wire
 from testbed.models import he_friendly_problem
 from testbed.registry import SCHEMES, Params
-from testbed.schemes.base import LogitMap, SecureInferenceScheme, plaintext_logits
+from testbed.logit_map import LogitMap
+from testbed.schemes.base import SecureInferenceScheme, plaintext_logits
 from testbed.schemes.ckks.accounting import answer_bytes, answer_header, batches, setup_bytes, setup_header
 from testbed.schemes.ckks.circuit import circuit_depth, fuse_logit_map, lower_model, model_depth
 from testbed.schemes.ckks.crypto import PublicContext, decrypt_logits, encrypt_dataset, evaluate, make_keys, protect, public_frames
