@@ -2,7 +2,7 @@
 against the worst harm an attack still does through it.
 
 ``python -m analysis.frontier TABLE.csv [TABLE.csv ...] [--out DIR] [--bound POINTS]
-[--choose-on SETTING] [--overwrite]`` reads sweep tables (``analysis.sweep`` output) of two kinds,
+[--min-gain POINTS] [--choose-on SETTING] [--overwrite]`` reads sweep tables (``analysis.sweep`` output) of two kinds,
 told apart by their ``attack`` axis:
 
 * **gain tables** (no ``attack`` axis): clean runs with a ``defence`` axis that has the arms
@@ -10,7 +10,8 @@ told apart by their ``attack`` axis:
   every other axis, e.g. ``split=dirichlet0.3``) and seed, the honest parties' mean accuracy gives
   each defence's gain over local training; its **share of the gain kept** is
   ``(acc_defence - acc_local) / (acc_none - acc_local)``: the ratio of the seed means, with the
-  standard deviation over seeds of each seed's own ratio beside it;
+  standard deviation over seeds of each seed's own ratio beside it (none where the no-filter
+  gain is below ``--min-gain`` points, default 1: a setting without a gain has none to keep);
 * **harm tables** (an ``attack`` axis): attacked runs, each with its rate-0 reference (same
   scenario and seed). A defence's harm under one attack is the larger of the honest parties'
   ASR delta and accuracy loss, each the mean over seeds, in points; its **worst-case harm** is the
@@ -46,6 +47,9 @@ DEFENCE, ATTACK, SEED = "defence", "attack", "seed"
 LOCAL, NONE = "local", "none"
 #: The worst-case harm a defence may have and still be chosen as the default, in points.
 DEFAULT_BOUND = 2.0
+#: Below this gain of SMuLe without a filter over local training (points) a setting has no gain
+#: to keep: a share of a gain within seed noise says nothing.
+DEFAULT_MIN_GAIN = 1.0
 REPORT = "frontier.md"
 
 
@@ -87,9 +91,10 @@ def _label(row: pd.Series, axes: list[str]) -> str:
     return ",".join(f"{a}={row[a]}" for a in axes) or "all"
 
 
-def gain_points(tables: list[pd.DataFrame]) -> pd.DataFrame:
+def gain_points(tables: list[pd.DataFrame], min_gain: float = DEFAULT_MIN_GAIN) -> pd.DataFrame:
     """Per setting and defence: honest accuracy and gain over local training (points, mean and
-    std over seeds), and the share of the no-filter gain kept."""
+    std over seeds), and the share of the no-filter gain kept (blank where that gain is below
+    ``min_gain`` points)."""
     rows = []
     for table in tables:
         axes = _setting_axes(table, {DEFENCE})
@@ -114,8 +119,7 @@ def gain_points(tables: list[pd.DataFrame]) -> pd.DataFrame:
                     "accuracy_mean": 100 * accuracy[defence].mean(), "accuracy_std": 100 * accuracy[defence].std(),
                     "local_accuracy_mean": 100 * accuracy[LOCAL].mean(),
                     "gain_mean": gain.mean(), "gain_std": gain.std(), "full_gain_mean": full_gain.mean(),
-                    # A split where SMuLe gains nothing has no gain to keep: no share there.
-                    "kept_mean": gain.mean() / full_gain.mean() if full_gain.mean() > 0 else np.nan,
+                    "kept_mean": gain.mean() / full_gain.mean() if full_gain.mean() >= min_gain else np.nan,
                     "kept_std": per_seed.std() if len(per_seed) > 1 else np.nan,
                 })
     return pd.DataFrame(rows)
@@ -240,19 +244,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("tables", type=Path, nargs="+", help="sweep table.csv files: clean (gain) and attacked (harm)")
     parser.add_argument("--out", type=Path, default=Path("results") / "frontier", help="output directory (default results/frontier)")
     parser.add_argument("--bound", type=float, default=DEFAULT_BOUND, help=f"largest worst-case harm (points) of a default (default {DEFAULT_BOUND:g})")
+    parser.add_argument("--min-gain", type=float, default=DEFAULT_MIN_GAIN,
+                        help=f"points of no-filter gain below which a setting has no gain to keep (default {DEFAULT_MIN_GAIN:g})")
     parser.add_argument("--choose-on", help="the setting (e.g. split=dirichlet0.3) whose gain the rule compares; needed when several have a gain")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing frontier in --out")
     args = parser.parse_args(argv)
     try:
-        if not np.isfinite(args.bound) or args.bound < 0:
-            raise FrontierError(f"--bound {args.bound:g}: allowed are finite numbers of points >= 0")
+        for option, value in (("--bound", args.bound), ("--min-gain", args.min_gain)):
+            if not np.isfinite(value) or value < 0:
+                raise FrontierError(f"{option} {value:g}: allowed are finite numbers of points >= 0")
         if args.out.exists() and not args.out.is_dir():
             raise FrontierError(f"--out {args.out}: exists and is not a directory")
         if (args.out / REPORT).exists() and not args.overwrite:
             raise FrontierError(f"{args.out / REPORT} exists; pass --overwrite to replace it or choose another --out")
         gain, harm = read_tables(args.tables)
-        points = frontier(gain_points(gain), harm_points(harm))
-        with_gain = list(dict.fromkeys(points.loc[points["full_gain_mean"] > 0, "setting"]))
+        points = frontier(gain_points(gain, args.min_gain), harm_points(harm))
+        with_gain = list(dict.fromkeys(points.loc[points["full_gain_mean"] >= args.min_gain, "setting"]))
         setting = args.choose_on or (with_gain[0] if len(with_gain) == 1 else None)
         if args.choose_on is not None and args.choose_on not in set(points["setting"]):
             raise FrontierError(f"--choose-on {args.choose_on!r}: no such setting; the tables have {', '.join(dict.fromkeys(points['setting']))}")

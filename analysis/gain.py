@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         if (args.out / REPORT).exists() and not args.overwrite:
             raise FrontierError(f"{args.out / REPORT} exists; pass --overwrite to replace it or choose another --out")
         gain, _ = read_tables(args.tables, with_harm=False)
-        points = gain_points(gain)
+        points = gain_points(gain, min_gain=0.0)
     except FrontierError as err:
         print(f"analysis.gain: {err}", file=sys.stderr)
         return 2

@@ -136,3 +136,11 @@ def test_gain_map_reports_each_arm_against_local_per_setting(tmp_path, capsys):
     assert "| split=dirichlet0.3 | 2 | 61.0 | 68.0 +- 2.8 | **+7.0 +- 4.2** |" in text and "+5.5 +- 3.5" in text
     assert gain.main([str(harm_table(tmp_path)), "--out", str(tmp_path / "g2")]) == 2
     assert "reads clean sweeps only" in capsys.readouterr().err
+
+
+def test_a_setting_whose_gain_is_within_noise_has_no_share_to_keep(tmp_path):
+    small = {"local": [0.60, 0.60], "none": [0.605, 0.61], "keeper": [0.60, 0.61]}  # +0.75 points
+    gain, harm = frontier.read_tables([gain_table(tmp_path, small), harm_table(tmp_path)])
+    points = frontier.gain_points(gain).set_index("defence")
+    assert points["kept_mean"].isna().all() and points.loc["none", "full_gain_mean"] == pytest.approx(0.75)
+    assert frontier.gain_points(gain, min_gain=0.5).set_index("defence").loc["keeper", "kept_mean"] == pytest.approx(0.5 / 0.75)
