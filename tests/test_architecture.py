@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("testbed", "attacks", "analysis")
 LAYERS = ("core", "plug-in", "engine", "analysis")
 CORE = {"testbed", "testbed.registry", "testbed.config", "testbed.messages", "testbed.files", "testbed.seeding", "testbed.metrics", "testbed.timing", "testbed.memory"}
-ENGINE = {"testbed.party", "testbed.training", "testbed.cluster", "testbed.inprocess", "testbed.runner", "testbed.results", "testbed.run"}
+ENGINE = {"testbed.party", "testbed.training", "testbed.cluster", "testbed.inprocess", "testbed.runner", "testbed.results", "testbed.run", "testbed.cli"}
 
 
 def layer(module: str) -> str:
