@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.plots import BOOKKEEPING, PlotError, read_table, save, table_axes
+from testbed.cli import UsageError, output, path_argument
 from testbed.results import write_atomic
 
 DEFENCE, ATTACK, SEED = "defence", "attack", "seed"
@@ -237,8 +238,8 @@ def markdown(points: pd.DataFrame, setting: str | None, choice: pd.Series | None
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.frontier", description=__doc__.split("\n")[0])
-    parser.add_argument("tables", type=Path, nargs="+", help="sweep table.csv files: clean (gain) and attacked (harm)")
-    parser.add_argument("--out", type=Path, default=Path("results") / "frontier", help="output directory (default results/frontier)")
+    parser.add_argument("tables", type=path_argument, nargs="+", help="sweep table.csv files: clean (gain) and attacked (harm)")
+    parser.add_argument("--out", type=path_argument, default=Path("results") / "frontier", help="output directory (default results/frontier)")
     parser.add_argument("--bound", type=float, default=DEFAULT_BOUND, help=f"largest worst-case harm (points) of a default (default {DEFAULT_BOUND:g})")
     parser.add_argument("--choose-on", help="the setting (e.g. split=dirichlet0.3) whose gain the rule compares; needed when several have a gain")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing frontier in --out")
@@ -246,8 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not np.isfinite(args.bound) or args.bound < 0:
             raise FrontierError(f"--bound {args.bound:g}: allowed are finite numbers of points >= 0")
-        if args.out.exists() and not args.out.is_dir():
-            raise FrontierError(f"--out {args.out}: exists and is not a directory")
+        output(args.out, "--out", create=False)
         if (args.out / REPORT).exists() and not args.overwrite:
             raise FrontierError(f"{args.out / REPORT} exists; pass --overwrite to replace it or choose another --out")
         gain, harm = read_tables(args.tables)
@@ -258,11 +258,11 @@ def main(argv: list[str] | None = None) -> int:
             raise FrontierError(f"--choose-on {args.choose_on!r}: no such setting; the tables have {', '.join(dict.fromkeys(points['setting']))}")
         if setting is None and len(with_gain) > 1:
             raise FrontierError(f"several settings have a gain ({', '.join(with_gain)}): name the one the rule compares with --choose-on")
-    except FrontierError as err:
+        output(args.out, "--out")
+    except (FrontierError, UsageError) as err:
         print(f"analysis.frontier: {err}", file=sys.stderr)
         return 2
     choice = choose(points, setting, args.bound) if setting is not None else None
-    args.out.mkdir(parents=True, exist_ok=True)
     fig, _ = figure(points, args.bound)
     save(fig, points, args.out, "frontier")
     text = markdown(points, setting, choice, args.bound)
