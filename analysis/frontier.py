@@ -69,7 +69,11 @@ def read_tables(paths: list[Path], with_harm: bool = True) -> tuple[list[pd.Data
             raise FrontierError(f"{path}: not a sweep table ({str(err).strip().splitlines()[0]})") from None
         if DEFENCE not in table.columns:
             raise FrontierError(f"{path}: no '{DEFENCE}' axis; the frontier compares defences, named as in the sweeps' defence axis")
+        if SEED not in table.columns:
+            raise FrontierError(f"{path}: no '{SEED}' column; allowed: a sweep table, one row per run and party")
         table = table[table["role"] == "honest"].assign(sweep=path.parent.name)
+        if table.empty:
+            raise FrontierError(f"{path}: no rows of an honest party in a completed run")
         if ATTACK in table.columns and not with_harm:
             raise FrontierError(f"{path}: has an 'attack' axis; this reads clean sweeps only")
         (harm if ATTACK in table.columns else gain).append(table)
@@ -128,8 +132,8 @@ def harm_points(tables: list[pd.DataFrame]) -> pd.DataFrame:
     rows = []
     for table in tables:
         name = table["sweep"].iloc[0]
-        if "accuracy_delta" not in table.columns:
-            raise FrontierError(f"{name}: no rate-0 reference (no accuracy_delta column); run it with analysis.sweep, which pairs every attacked run with one")
+        if not {"accuracy_delta", "asr_delta"} <= set(table.columns):
+            raise FrontierError(f"{name}: no rate-0 reference (no accuracy_delta or asr_delta column); run it with analysis.sweep, which pairs every attacked run with one")
         if "reference" in table.columns:
             unpaired = table[table["reference"].isna()]
             if not unpaired.empty:

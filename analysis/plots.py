@@ -21,9 +21,13 @@ Each axis that varies is drawn: ``rate`` / ``poison_rate`` (else ``attack``) on 
 rate is on the x axis) as panels; ``seed`` is aggregated (mean +- std, n stated). A column that
 only follows the drawn axes (``protocol`` follows ``defence=local``), or labels single runs (a
 run key), is not an axis of its own.
-Any other varying axis is refused, naming it, unless ``--facet``/``--series`` says how to draw
-it or ``--select`` keeps one value: nothing is averaged unseen. Exit status 2 on a refusal, bad
-input, or when nothing could be drawn (each figure left out is named on stderr with why).
+Any other varying axis is drawn by a default, named in the footnote: as the series if there is
+none yet, else as panels (``--facet``/``--series`` choose otherwise, ``--select`` keeps one value):
+nothing is averaged unseen, and no sweep is refused. Where a run has several targeted attacks, the
+harm figure has one ASR row per attack (``asr_delta:<attacker>/<attack>``). Exit status as
+:mod:`testbed.cli`: 2 for bad input (a table that is not a sweep table, an unknown
+``--facet``/``--series``/``--select``), or when nothing could be drawn (each figure left out is
+named on stderr with why).
 """
 
 from __future__ import annotations
@@ -188,7 +192,7 @@ def read_table(path: Path) -> pd.DataFrame:
     """A sweep table: axes as strings (they are variant names), measurements as numbers; rows of
     runs that did not complete (a ``status`` column other than ``complete``) are dropped."""
     try:
-        table = read_csv(path, required=("role", "accuracy"), dtype=str, keep_default_na=False, na_values=[""])
+        table = read_csv(path, required=("role", "accuracy", "seed"), dtype=str, keep_default_na=False, na_values=[""])
     except TableError as err:
         raise PlotError(f"not a sweep table: {err}") from None
     for column in table.columns:
@@ -408,7 +412,8 @@ def metric_figure(table: pd.DataFrame, layout: Layout, metrics: list[Metric], ti
 
 
 def harm_figure(table: pd.DataFrame, layout: Layout) -> tuple[plt.Figure, pd.DataFrame]:
-    return metric_figure(table, layout, HARM[:2] + asr_metrics(table), "Honest parties: clean accuracy, and the attack's harm against the same run at poison rate 0")
+    present = [m for m in HARM[:2] + asr_metrics(table) if m.column in table.columns]  # a table without rate-0 references has no deltas
+    return metric_figure(table, layout, present, "Honest parties: clean accuracy, and the attack's harm against the same run at poison rate 0")
 
 
 def asr_metrics(table: pd.DataFrame) -> list[Metric]:
@@ -610,6 +615,8 @@ def plot_table(path: Path, out: Path, facet: tuple[str, ...] = (), series: tuple
     """Every figure a sweep table (and the run directories beside it) supports; returns what was
     written and, for each figure left out, why."""
     table = select(read_table(path), list(choices))
+    if table.empty:
+        raise PlotError(f"{path}: no rows of completed runs to draw")
     layout = plan(table, table_axes(table), facet, series)
     written, skipped = [], []
     makers = {"harm": (harm_figure, "honest accuracy and attack harm"), "filters": (filter_figure, "defence precision, recall and kept share")}

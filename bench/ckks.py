@@ -222,11 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=path_argument, required=True, help="JSON file to write (checked before anything runs)")
     parser.add_argument("--quick", action="store_true", help="digits case only (about a minute)")
     parser.add_argument("--cifar", nargs="+", choices=sorted(CIFAR_CASES), help="CIFAR-10 cases to run (default: all; not with --quick)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
 
     def body() -> int:
         if args.quick and args.cifar:
             raise UsageError(f"--cifar {' '.join(args.cifar)}: --quick runs the digits case only; allowed: one of --quick and --cifar")
+        if args.out.is_file() and not args.overwrite:
+            raise UsageError(f"--out {args.out}: exists; allowed: --overwrite to replace it, or another --out")
         out = output(args.out, "--out", "file")  # before minutes of benchmarking, not after
         data = None if args.quick else cifar_data()  # a broken copy stops the bench before the digits case runs
         cases = {"digits_mlp": digits_case()}
