@@ -88,7 +88,7 @@ def read_csv(path: Path, required: Iterable[str] = (), numeric: Iterable[str] = 
             row = int(wrong.to_numpy().argmax())
             value = frame[column].iloc[row]
             shown = repr(value) if isinstance(value, str) else value
-            raise TableError(f"{path}: row {row + 1}, column {column!r}: {shown}; allowed: {'finite numbers' if finite else 'numbers'}")
+            raise TableError(f"{path}: data row {row + 1}, column {column!r}: {shown}; allowed: {'finite numbers' if finite else 'numbers'}")
         frame[column] = values
     return frame
 

@@ -212,7 +212,7 @@ def read_baseline(path: Path) -> pd.DataFrame:
     inverted = table[table["lower"] > table["upper"]]
     if len(inverted):
         row = inverted.iloc[0]
-        raise TableError(f"--baseline {path}: row {inverted.index[0] + 1} ({row['scenario']} {row['party']} {row['metric']}): "
+        raise TableError(f"--baseline {path}: data row {inverted.index[0] + 1} ({row['scenario']} {row['party']} {row['metric']}): "
                          f"band [{row['lower']:.6g}, {row['upper']:.6g}] has lower > upper; allowed: lower <= upper (rewrite it with --update)")
     return table
 

@@ -253,7 +253,8 @@ def _decode(archive: zipfile.ZipFile, member: str, path: Path) -> np.ndarray:
         with Image.open(io.BytesIO(archive.read(member))) as image:
             pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, zipfile.BadZipFile, ValueError) as err:
-        raise ValueError(f"CIFAR-10 at {path}: {member} is not a decodable image ({err}); allowed: JPEG or PNG images, 32x32") from None
+        reason = "not a format PIL knows" if isinstance(err, UnidentifiedImageError) else str(err)
+        raise ValueError(f"CIFAR-10 at {path}: {member} is not a decodable image ({reason}); allowed: JPEG or PNG images, 32x32") from None
     if pixels.shape != (32, 32, 3):
         raise ValueError(f"CIFAR-10 at {path}: {member} is {pixels.shape[1]}x{pixels.shape[0]} pixels; allowed: 32x32")
     return pixels
