@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.sweep import RunsFailed, run_grid, write_table
-from testbed.config import ScenarioError, load_scenario
+from analysis.sweep import RunsFailed, run_grid, run_on_ray, write_table
+from testbed.cli import add_set_argument, at_least, output, path_argument
+from testbed.config import load_scenario
 
 MPC_COLUMNS = [
     "mpc_bytes_per_epoch_measured", "mpc_rounds_per_epoch_measured", "mpc_source_measured", "mpc_measured_unavailable",
@@ -71,25 +72,29 @@ def compare(scenario_path: Path, out: Path, overrides: list[str] = (), parallel:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes as ``testbed.run`` (:mod:`testbed.cli`); finished runs are kept, so the same
+    command resumes an interrupted comparison."""
     parser = argparse.ArgumentParser(prog="python -m analysis.compare", description=__doc__.split("\n")[0])
-    parser.add_argument("scenario", type=Path)
-    parser.add_argument("--out", type=Path, help="default results/compare/<scenario file stem>")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
-    parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument("scenario", type=path_argument)
+    parser.add_argument("--out", type=path_argument, help="default results/compare/<scenario file stem>")
+    add_set_argument(parser)
+    parser.add_argument("--parallel", type=at_least(1), default=1)
     args = parser.parse_args(argv)
-    out = args.out or Path("results") / "compare" / args.scenario.stem
-    try:
-        table = compare(args.scenario, out, args.overrides, args.parallel)
-    except ScenarioError as err:
-        print(f"{args.scenario}: {err}", file=sys.stderr)
-        return 2
-    except RunsFailed as err:
-        print(f"comparison incomplete: {err}", file=sys.stderr)
-        return 1
-    with pd.option_context("display.max_columns", None, "display.width", 200):
-        print(table.drop(columns=[c for c in MPC_COLUMNS if c.startswith("mpc_source")]).to_string(index=False))
-    print(f"written: {out / 'comparison.csv'}")
-    return 0
+    where: list[Path] = []
+
+    def body() -> int:
+        where.append(output(args.out or Path("results") / "compare" / args.scenario.stem, "--out", create=False))
+        try:
+            table = compare(args.scenario, where[0], args.overrides, args.parallel)
+        except RunsFailed as err:
+            print(f"comparison incomplete: {err}", file=sys.stderr)
+            return 1
+        with pd.option_context("display.max_columns", None, "display.width", 200):
+            print(table.drop(columns=[c for c in MPC_COLUMNS if c.startswith("mpc_source")]).to_string(index=False))
+        print(f"written: {where[0] / 'comparison.csv'}")
+        return 0
+
+    return run_on_ray("analysis.compare", body, where)
 
 
 if __name__ == "__main__":

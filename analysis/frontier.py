@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.plots import BOOKKEEPING, PlotError, read_table, save, table_axes
+from testbed.cli import UsageError, output, path_argument
 from testbed.results import write_atomic
 
 DEFENCE, ATTACK, SEED = "defence", "attack", "seed"
@@ -72,7 +73,11 @@ def read_tables(paths: list[Path], with_harm: bool = True) -> tuple[list[pd.Data
             raise FrontierError(f"{path}: not a sweep table ({str(err).strip().splitlines()[0]})") from None
         if DEFENCE not in table.columns:
             raise FrontierError(f"{path}: no '{DEFENCE}' axis; the frontier compares defences, named as in the sweeps' defence axis")
+        if SEED not in table.columns:
+            raise FrontierError(f"{path}: no '{SEED}' column; allowed: a sweep table, one row per run and party")
         table = table[table["role"] == "honest"].assign(sweep=path.parent.name)
+        if table.empty:
+            raise FrontierError(f"{path}: no rows of an honest party in a completed run")
         if ATTACK in table.columns and not with_harm:
             raise FrontierError(f"{path}: has an 'attack' axis; this reads clean sweeps only")
         (harm if ATTACK in table.columns else gain).append(table)
@@ -131,8 +136,8 @@ def harm_points(tables: list[pd.DataFrame]) -> pd.DataFrame:
     rows = []
     for table in tables:
         name = table["sweep"].iloc[0]
-        if "accuracy_delta" not in table.columns:
-            raise FrontierError(f"{name}: no rate-0 reference (no accuracy_delta column); run it with analysis.sweep, which pairs every attacked run with one")
+        if not {"accuracy_delta", "asr_delta"} <= set(table.columns):
+            raise FrontierError(f"{name}: no rate-0 reference (no accuracy_delta or asr_delta column); run it with analysis.sweep, which pairs every attacked run with one")
         if "reference" in table.columns:
             unpaired = table[table["reference"].isna()]
             if not unpaired.empty:
@@ -241,8 +246,8 @@ def markdown(points: pd.DataFrame, setting: str | None, choice: pd.Series | None
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.frontier", description=__doc__.split("\n")[0])
-    parser.add_argument("tables", type=Path, nargs="+", help="sweep table.csv files: clean (gain) and attacked (harm)")
-    parser.add_argument("--out", type=Path, default=Path("results") / "frontier", help="output directory (default results/frontier)")
+    parser.add_argument("tables", type=path_argument, nargs="+", help="sweep table.csv files: clean (gain) and attacked (harm)")
+    parser.add_argument("--out", type=path_argument, default=Path("results") / "frontier", help="output directory (default results/frontier)")
     parser.add_argument("--bound", type=float, default=DEFAULT_BOUND, help=f"largest worst-case harm (points) of a default (default {DEFAULT_BOUND:g})")
     parser.add_argument("--min-gain", type=float, default=DEFAULT_MIN_GAIN,
                         help=f"points of no-filter gain below which a setting has no gain to keep (default {DEFAULT_MIN_GAIN:g})")
@@ -253,8 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         for option, value in (("--bound", args.bound), ("--min-gain", args.min_gain)):
             if not np.isfinite(value) or value < 0:
                 raise FrontierError(f"{option} {value:g}: allowed are finite numbers of points >= 0")
-        if args.out.exists() and not args.out.is_dir():
-            raise FrontierError(f"--out {args.out}: exists and is not a directory")
+        output(args.out, "--out", create=False)
         if (args.out / REPORT).exists() and not args.overwrite:
             raise FrontierError(f"{args.out / REPORT} exists; pass --overwrite to replace it or choose another --out")
         gain, harm = read_tables(args.tables)
@@ -265,11 +269,11 @@ def main(argv: list[str] | None = None) -> int:
             raise FrontierError(f"--choose-on {args.choose_on!r}: no such setting; the tables have {', '.join(dict.fromkeys(points['setting']))}")
         if setting is None and len(with_gain) > 1:
             raise FrontierError(f"several settings have a gain ({', '.join(with_gain)}): name the one the rule compares with --choose-on")
-    except FrontierError as err:
+        output(args.out, "--out")
+    except (FrontierError, UsageError) as err:
         print(f"analysis.frontier: {err}", file=sys.stderr)
         return 2
     choice = choose(points, setting, args.bound) if setting is not None else None
-    args.out.mkdir(parents=True, exist_ok=True)
     fig, _ = figure(points, args.bound)
     save(fig, points, args.out, "frontier")
     text = markdown(points, setting, choice, args.bound)

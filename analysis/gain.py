@@ -22,6 +22,7 @@ import pandas as pd
 
 from analysis.frontier import DEFENCE, NONE, FrontierError, gain_points, read_tables
 from analysis.plots import save
+from testbed.cli import UsageError, output, path_argument
 from testbed.results import write_atomic
 
 REPORT = "gain.md"
@@ -57,18 +58,18 @@ def figure(points: pd.DataFrame) -> tuple[plt.Figure, pd.DataFrame]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.gain", description=__doc__.split("\n")[0])
-    parser.add_argument("tables", type=Path, nargs="+", help="clean sweep table.csv files with local and none arms")
-    parser.add_argument("--out", type=Path, default=Path("results") / "gain", help="output directory (default results/gain)")
+    parser.add_argument("tables", type=path_argument, nargs="+", help="clean sweep table.csv files with local and none arms")
+    parser.add_argument("--out", type=path_argument, default=Path("results") / "gain", help="output directory (default results/gain)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing gain map in --out")
     args = parser.parse_args(argv)
     try:
-        if args.out.exists() and not args.out.is_dir():
-            raise FrontierError(f"--out {args.out}: exists and is not a directory")
+        output(args.out, "--out", create=False)
         if (args.out / REPORT).exists() and not args.overwrite:
             raise FrontierError(f"{args.out / REPORT} exists; pass --overwrite to replace it or choose another --out")
         gain, _ = read_tables(args.tables, with_harm=False)
         points = gain_points(gain, min_gain=0.0)
-    except FrontierError as err:
+        output(args.out, "--out")
+    except (FrontierError, UsageError) as err:
         print(f"analysis.gain: {err}", file=sys.stderr)
         return 2
     fig, drawn = figure(points)

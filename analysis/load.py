@@ -15,25 +15,90 @@ count over seeds, and refuses to average rows that differ in anything but the se
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
 
+from testbed.cli import UsageError
 from testbed.results import STATUS, SUMMARY, read_lines, read_status
 
 #: Where analysis.sweep puts each attacked run's rate-0 twin; those runs carry no axes.
 REFERENCE_DIR = "rate0"
 ALWAYS = ("seed", "epochs", "protocol.kind", "scheme.kind", "scheme.mode", "dataset.kind")
-_MEASUREMENT_PREFIXES = ("filter_", "seconds_", "bytes_", "messages_", "mpc_")
+#: ``asr:B/label_flip`` and its ``asr_rate0:`` / ``asr_delta:``: one targeted attack's success
+#: (``analysis.sweep.summary_rows``); ``asr_by_attack_*``: the same, flattened from metrics.jsonl.
+_MEASUREMENT_PREFIXES = ("filter_", "seconds_", "bytes_", "messages_", "mpc_", "asr:", "asr_rate0:", "asr_delta:", "asr_by_attack")
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader reads a 600-run sweep in a fraction of the time
 _MEASUREMENTS = {"accuracy", "asr", "loss", "setup_bytes", "exchange_epochs"}
 
 
-class AggregationError(ValueError):
-    pass
+#: Table columns that describe a row without being a setting of the run.
+BOOKKEEPING = {"party", "role", "status", "error", "run", "reference"}
+
+
+class AggregationError(UsageError):
+    """Rows that would be averaged over something other than seeds: the input needs an axis or a selection."""
+
+
+class TableError(UsageError):
+    """An input table or run file that cannot be read as one; the message names the file, the
+    line or column, and what is allowed."""
+
+
+def read_csv(path: Path, required: Iterable[str] = (), numeric: Iterable[str] = (), finite: bool = False, **options: Any) -> pd.DataFrame:
+    """A CSV table, checked before anything is computed from it: UTF-8 text, a header, every row
+    as wide as the header (a shorter one is truncated, not a run that "did not complete"), the
+    ``required`` columns, and numbers in the ``numeric`` ones (``finite``: no NaN or infinity).
+    Raises :class:`TableError`; ``options`` go to ``pandas.read_csv``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise TableError(f"{path}: not UTF-8 text (byte {err.start}); allowed: a CSV table") from None
+    except OSError as err:
+        raise TableError(f"{path}: cannot read: {err.strerror or err}") from None
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader, [])
+        if not any(field.strip() for field in header):
+            raise TableError(f"{path}: no header line; allowed: a CSV table with a header line")
+        for row in reader:
+            if row and len(row) != len(header):
+                raise TableError(f"{path}: line {reader.line_num} has {len(row)} fields, the header {len(header)}: truncated or not a row of this table")
+    except csv.Error as err:
+        raise TableError(f"{path}: not CSV ({err}, line {reader.line_num})") from None
+    missing = [column for column in required if column not in header]
+    if missing:
+        raise TableError(f"{path}: no {', '.join(map(repr, missing))} column; the columns are {', '.join(header[:12])}{' ...' if len(header) > 12 else ''}")
+    try:
+        frame = pd.read_csv(io.StringIO(text), **options)
+    except (pd.errors.ParserError, ValueError) as err:
+        raise TableError(f"{path}: not CSV ({str(err).strip().splitlines()[0]})") from None
+    for column in numeric:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        wrong = ~values.map(math.isfinite) if finite else values.isna() & frame[column].notna()
+        if wrong.any():
+            row = int(wrong.to_numpy().argmax())
+            value = frame[column].iloc[row]
+            shown = repr(value) if isinstance(value, str) else value
+            raise TableError(f"{path}: data row {row + 1}, column {column!r}: {shown}; allowed: {'finite numbers' if finite else 'numbers'}")
+        frame[column] = values
+    return frame
+
+
+def read_run_file(path: Path, parse: Callable[[str], Any]) -> Any:
+    """``parse`` of a results file's text, or :class:`TableError` naming the file (a torn or foreign one)."""
+    try:
+        return parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as err:
+        raise TableError(f"{path}: malformed ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})") from None
 
 
 def is_measurement(column: str) -> bool:
@@ -82,7 +147,7 @@ def _complete(runs: list[Path]) -> tuple[list[Path], list[str]]:
 
 def _settings(runs: list[Path]) -> pd.DataFrame:
     """One row per run: sweep axes, ``reference``, and the scenario keys that vary (or ALWAYS)."""
-    scenarios = [flatten(yaml.load((run / "scenario.yaml").read_text(), Loader=_YAML_LOADER)) for run in runs]
+    scenarios = [flatten(read_run_file(run / "scenario.yaml", _scenario)) for run in runs]
     keys = {key for scenario in scenarios for key in scenario}
     varying = [k for k in sorted(keys) if k in ALWAYS or len({repr(s.get(k)) for s in scenarios}) > 1]
     rows = []
@@ -96,6 +161,21 @@ def _settings(runs: list[Path]) -> pd.DataFrame:
     frame.attrs["roles"] = [{name: s.get(f"parties.{name}.role", "honest") for name in _parties(s)} for s in scenarios]
     frame.attrs["samples"] = [sum(s[f"parties.{name}.samples"] for name in _parties(s)) for s in scenarios]
     return frame
+
+
+def _scenario(text: str) -> dict:
+    scenario = yaml.load(text, Loader=_YAML_LOADER)
+    if not isinstance(scenario, dict) or not isinstance(scenario.get("parties"), dict) or not all(
+            isinstance(party, dict) and isinstance(party.get("samples"), int) for party in scenario["parties"].values()):
+        raise ValueError("no parties with their samples")
+    return scenario
+
+
+def _summary(text: str) -> dict:
+    summary = json.loads(text)
+    if not isinstance(summary, dict) or not isinstance(summary.get("communication"), dict) or not {"scenario", "dataset"} <= set(summary):
+        raise ValueError("no scenario, dataset and communication")
+    return summary
 
 
 def _parties(scenario: dict[str, object]) -> list[str]:
@@ -126,7 +206,7 @@ def load_summaries(paths: Iterable[Path | str]) -> pd.DataFrame:
     settings = _settings(runs) if runs else pd.DataFrame()
     rows = []
     for i, run in enumerate(runs):
-        summary = json.loads((run / SUMMARY).read_text())
+        summary = read_run_file(run / SUMMARY, _summary)
         comm = {k: v for k, v in summary["communication"].items() if not isinstance(v, dict)}
         rows.append({**settings.iloc[i].to_dict(), "scenario": summary["scenario"], "dataset": summary["dataset"],
                      "samples": settings.attrs["samples"][i], **comm})

@@ -21,9 +21,13 @@ Each axis that varies is drawn: ``rate`` / ``poison_rate`` (else ``attack``) on 
 rate is on the x axis) as panels; ``seed`` is aggregated (mean +- std, n stated). A column that
 only follows the drawn axes (``protocol`` follows ``defence=local``), or labels single runs (a
 run key), is not an axis of its own.
-Any other varying axis is refused, naming it, unless ``--facet``/``--series`` says how to draw
-it or ``--select`` keeps one value: nothing is averaged unseen. Exit status 2 on a refusal, bad
-input, or when nothing could be drawn (each figure left out is named on stderr with why).
+Any other varying axis is drawn by a default, named in the footnote: as the series if there is
+none yet, else as panels (``--facet``/``--series`` choose otherwise, ``--select`` keeps one value):
+nothing is averaged unseen, and no sweep is refused. Where a run has several targeted attacks, the
+harm figure has one ASR row per attack (``asr_delta:<attacker>/<attack>``). Exit status as
+:mod:`testbed.cli`: 2 for bad input (a table that is not a sweep table, an unknown
+``--facet``/``--series``/``--select``), or when nothing could be drawn (each figure left out is
+named on stderr with why).
 """
 
 from __future__ import annotations
@@ -44,16 +48,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.load import AggregationError, aggregate, is_measurement, load_runs, load_summaries  # noqa: E402
+from analysis.load import BOOKKEEPING, TableError, aggregate, is_measurement, load_runs, load_summaries, read_csv  # noqa: E402
 from analysis.mpc.published import load_volumes  # noqa: E402
+from testbed.cli import UsageError, output, path_argument, run_command  # noqa: E402
 from testbed.results import write_atomic  # noqa: E402
 
 X_AXES = ("rate", "poison_rate", "attack")
 SERIES_AXES = ("defence", "defense", "filter", "protocol", "variant", "method")
 FACET_AXES = ("mutual", "lambda", "split", "scheme", "dataset", "model", "epochs")
 SEED = "seed"
-#: Table columns that describe a row without being a setting of the run.
-BOOKKEEPING = {"party", "role", "status", "error", "run", "reference"}
 FIGURES = ("harm", "filters", "epochs", "communication")
 #: Smallest half-range of a delta axis, in points: seed noise of a few tenths of a point must
 #: not fill the panel (one test sample of 360 is 0.28 points).
@@ -65,7 +68,7 @@ ANNOTATE_BARS = 24
 plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "smule-testbed", "axes.grid": True, "grid.alpha": 0.3, "axes.axisbelow": True})
 
 
-class PlotError(ValueError):
+class PlotError(UsageError):
     """The input cannot be drawn as asked; the message says why and what to pass."""
 
 
@@ -76,6 +79,7 @@ class Layout:
     facets: list[str] = field(default_factory=list)
     fixed: dict[str, str] = field(default_factory=dict)
     derived: list[str] = field(default_factory=list)
+    defaulted: list[str] = field(default_factory=list)  # axes of no known role, drawn by the default rule
 
     @property
     def axes(self) -> list[str]:
@@ -87,6 +91,9 @@ class Layout:
             parts.append("fixed: " + ", ".join(f"{k}={v}" for k, v in self.fixed.items()))
         if self.derived:
             parts.append("follow the axes drawn (or label single runs): " + ", ".join(self.derived))
+        if self.defaulted:
+            parts.append("drawn by the default for unfamiliar axes (series, else panels; --series/--facet choose): "
+                         + ", ".join(f"{c} as {'series' if c in self.series else 'panels'}" for c in self.defaulted))
         return "; ".join(parts)
 
 
@@ -98,8 +105,12 @@ class Written:
     table: pd.DataFrame
 
 
+#: The role of an axis whose name is not in X_AXES, SERIES_AXES or FACET_AXES (see :func:`plan`).
+UNFAMILIAR = 3
+
+
 def _role(column: str, facet: tuple[str, ...], series: tuple[str, ...]) -> tuple[int, int]:
-    """Sort key and role of a candidate axis: ``(role, priority)``; role 3 means unknown."""
+    """Sort key and role of a candidate axis: ``(role, priority)``; role :data:`UNFAMILIAR` means unknown."""
     name = column.removesuffix(".kind")
     if column in series:
         return 1, 0
@@ -108,7 +119,7 @@ def _role(column: str, facet: tuple[str, ...], series: tuple[str, ...]) -> tuple
     for role, known in enumerate((X_AXES, SERIES_AXES, FACET_AXES)):
         if name in known:
             return role, known.index(name)
-    return 3, 0
+    return UNFAMILIAR, 0
 
 
 def _determined(frame: pd.DataFrame, column: str, by: list[str]) -> bool:
@@ -129,11 +140,12 @@ def _identifies_runs(frame: pd.DataFrame, column: str, axes: list[str]) -> bool:
 
 
 def plan(frame: pd.DataFrame, candidates: list[str], facet: tuple[str, ...] = (), series: tuple[str, ...] = ()) -> Layout:
-    """Give every varying candidate axis a role (x, series, panel), or refuse.
+    """Give every varying candidate axis a role (x, series, panel). An axis of no known role is
+    drawn as the series if there is none yet, else as panels (:data:`UNFAMILIAR`): never averaged,
+    never refused.
 
     Raises:
-        PlotError: naming each varying axis that has no known role and does not follow the
-            axes drawn, with the options that would draw it.
+        PlotError: for a ``--facet`` or ``--series`` that names no axis.
     """
     for name in (*facet, *series):
         if name not in candidates:
@@ -148,26 +160,18 @@ def plan(frame: pd.DataFrame, candidates: list[str], facet: tuple[str, ...] = ()
             varying.append(column)
         else:
             layout.fixed[column] = values[0]
-    refused = []
     for column in sorted(varying, key=lambda c: _role(c, facet, series)):
         role, _ = _role(column, facet, series)
         if _determined(frame, column, layout.axes) or _identifies_runs(frame, column, layout.axes):
             layout.derived.append(column)
-        elif role == 3:
-            refused.append(column)
+        elif role == UNFAMILIAR:
+            (layout.facets if layout.series else layout.series).append(column)
+            layout.defaulted.append(column)
         elif role == 0 and layout.x:
             layout.facets.append(column)  # one x axis: the rate wins, the attack becomes panels
         else:
             (layout.x, layout.series, layout.facets)[role].append(column)
     layout.facets.sort(key=candidates.index)  # panels in the table's column order, as the sweep wrote them
-    if refused:
-        described = "; ".join(f"{c!r} ({', '.join(map(str, frame[c].astype(str).unique()[:6]))})" for c in refused)
-        first = refused[0]
-        raise PlotError(
-            f"axis {described} varies and analysis.plots does not know how to draw it (x: {', '.join(X_AXES)}; "
-            f"series: {', '.join(SERIES_AXES)}; panels: {', '.join(FACET_AXES)}): pass --facet {first} (a panel per value), "
-            f"--series {first} (a bar or line per value) or --select {first}=VALUE; it is not averaged"
-        )
     return layout
 
 
@@ -187,10 +191,10 @@ def select(frame: pd.DataFrame, choices: list[str]) -> pd.DataFrame:
 def read_table(path: Path) -> pd.DataFrame:
     """A sweep table: axes as strings (they are variant names), measurements as numbers; rows of
     runs that did not complete (a ``status`` column other than ``complete``) are dropped."""
-    table = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    missing = [c for c in ("role", "accuracy") if c not in table.columns]
-    if missing:
-        raise PlotError(f"{path}: not a sweep table (no {', '.join(missing)} column)")
+    try:
+        table = read_csv(path, required=("role", "accuracy", "seed"), dtype=str, keep_default_na=False, na_values=[""])
+    except TableError as err:
+        raise PlotError(f"not a sweep table: {err}") from None
     for column in table.columns:
         if is_measurement(column):
             table[column] = pd.to_numeric(table[column], errors="coerce")
@@ -408,7 +412,27 @@ def metric_figure(table: pd.DataFrame, layout: Layout, metrics: list[Metric], ti
 
 
 def harm_figure(table: pd.DataFrame, layout: Layout) -> tuple[plt.Figure, pd.DataFrame]:
-    return metric_figure(table, layout, HARM, "Honest parties: clean accuracy, and the attack's harm against the same run at poison rate 0")
+    present = [m for m in HARM[:2] + asr_metrics(table) if m.column in table.columns]  # a table without rate-0 references has no deltas
+    return metric_figure(table, layout, present, "Honest parties: clean accuracy, and the attack's harm against the same run at poison rate 0")
+
+
+def asr_metrics(table: pd.DataFrame) -> list[Metric]:
+    """The harm figure's ASR rows: the ASR delta, or, where a run has several targeted attacks (its
+    single ``asr`` is then null), one row per attack (``asr_delta:<attacker>/<attack>``)."""
+    attacks = [c for c in table.columns if c.startswith("asr_delta:")]
+    if not attacks or not (table[attacks].notna().sum(axis=1) > 1).any():
+        return HARM[2:]
+    return [metric_for(column) for column in attacks]
+
+
+def metric_for(column: str) -> Metric | None:
+    """How the figures draw ``column`` (its label, scale and kind), or ``None`` for a column they do not draw."""
+    known = {m.column: m for m in [*HARM, *FILTERS]}
+    if column in known:
+        return known[column]
+    if column.startswith("asr_delta:"):
+        return Metric(column, f"ASR delta vs rate 0,\n{column.removeprefix('asr_delta:')} (points)", 100, "delta", "this attack is not in these runs")
+    return None
 
 
 def filter_figure(table: pd.DataFrame, layout: Layout) -> tuple[plt.Figure, pd.DataFrame]:
@@ -591,6 +615,8 @@ def plot_table(path: Path, out: Path, facet: tuple[str, ...] = (), series: tuple
     """Every figure a sweep table (and the run directories beside it) supports; returns what was
     written and, for each figure left out, why."""
     table = select(read_table(path), list(choices))
+    if table.empty:
+        raise PlotError(f"{path}: no rows of completed runs to draw")
     layout = plan(table, table_axes(table), facet, series)
     written, skipped = [], []
     makers = {"harm": (harm_figure, "honest accuracy and attack harm"), "filters": (filter_figure, "defence precision, recall and kept share")}
@@ -640,34 +666,35 @@ def plot_runs(paths: list[Path], out: Path, facet: tuple[str, ...] = (), series:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.plots", description=__doc__.split("\n")[0])
-    parser.add_argument("paths", type=Path, nargs="+", help="a sweep's table.csv or directory, or run directories")
-    parser.add_argument("--out", type=Path, help="directory for the figures (default: figures/ beside the table or in the first directory)")
+    parser.add_argument("paths", type=path_argument, nargs="+", help="a sweep's table.csv or directory, or run directories")
+    parser.add_argument("--out", type=path_argument, help="directory for the figures (default: figures/ beside the table or in the first directory)")
     parser.add_argument("--facet", action="append", default=[], metavar="AXIS", help="draw one panel per value of AXIS")
     parser.add_argument("--series", action="append", default=[], metavar="AXIS", help="draw one bar or line per value of AXIS")
     parser.add_argument("--select", action="append", default=[], metavar="AXIS=VALUE", help="keep only the rows with AXIS=VALUE")
     parser.add_argument("--only", action="append", choices=FIGURES, help="draw only these figures")
     args = parser.parse_args(argv)
-    missing = [str(p) for p in args.paths if not p.exists()]
-    if missing:
-        print(f"analysis.plots: no such file or directory: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    first = args.paths[0]
-    table = first if first.is_file() else first / "table.csv"
-    only = tuple(args.only or FIGURES)
-    try:
+
+    def body() -> int:
+        missing = [str(p) for p in args.paths if not p.exists()]
+        if missing:
+            raise UsageError(f"no such file or directory: {', '.join(missing)}; allowed: a sweep's table.csv or directory, or run directories")
+        first = args.paths[0]
+        table = first if first.is_file() else first / "table.csv"
+        only = tuple(args.only or FIGURES)
         if table.is_file() and len(args.paths) == 1:
-            written, skipped = plot_table(table, args.out or table.parent / "figures", tuple(args.facet), tuple(args.series), args.select, only)
+            out = output(args.out or table.parent / "figures", "--out", create=False)
+            written, skipped = plot_table(table, out, tuple(args.facet), tuple(args.series), args.select, only)
         else:
-            written, skipped = plot_runs(args.paths, args.out or first / "figures", tuple(args.facet), tuple(args.series), args.select,
+            out = output(args.out or first / "figures", "--out", create=False)
+            written, skipped = plot_runs(args.paths, out, tuple(args.facet), tuple(args.series), args.select,
                                          [n for n in only if n in ("epochs", "communication")])
-    except (PlotError, AggregationError, ValueError) as err:
-        print(f"analysis.plots: {err}", file=sys.stderr)
-        return 2
-    for item in written:
-        print(f"{item.name}: {', '.join(map(str, item.files))}")
-    for reason in skipped:
-        print(f"not drawn: {reason}", file=sys.stderr)
-    return 0 if written else 2
+        for item in written:
+            print(f"{item.name}: {', '.join(map(str, item.files))}")
+        for reason in skipped:
+            print(f"not drawn: {reason}", file=sys.stderr)
+        return 0 if written else 2
+
+    return run_command("analysis.plots", body, lambda: "figures already written are complete; the others were not drawn")
 
 
 if __name__ == "__main__":

@@ -38,10 +38,11 @@ from tqdm import tqdm
 
 from analysis.answers import ExchangeLog, agreement, distil, margin_sequence, mean_answer, sequence_membership
 from analysis.membership import ReferenceModels, attack_metrics, confidence_margin, loss_scores, reference_models
-from analysis.privacy_report import ReportError, report
-from testbed.config import DEFAULT_FILTERS, Scenario, ScenarioError, load_scenario, parse_scenario
+from analysis.privacy_report import report
+from testbed.cli import UsageError, add_set_argument, at_least, output, path_argument, run_command, seed_argument
+from testbed.config import DEFAULT_FILTERS, Scenario, load_scenario, parse_scenario
 from testbed.datasets import LoadedData
-from testbed.files import atomic_path
+from testbed.files import atomic_path, prepare_output
 from testbed.inprocess import InProcessParties
 from testbed.messages import Channel
 from testbed.metrics import HARM_KL, kl_divergence, softmax
@@ -70,7 +71,7 @@ AUDIT_FILES = ("membership.csv", "accuracy.csv", "extraction.csv", "sequence.csv
 FLOOD_FILES = ("flood.csv", "flood_flags.csv", "ckks_error.csv", "meta.json")
 
 
-class AuditError(ValueError):
+class AuditError(UsageError):
     """Input the audit cannot run on; the message says why."""
 
 
@@ -224,8 +225,8 @@ def audit_seed(base: Scenario, seed: int, references: int, nonmembers: int | Non
 def prepare_out(directory: Path, files: tuple[str, ...], overwrite: bool) -> None:
     existing = [name for name in files if (directory / name).exists()]
     if existing and not overwrite:
-        raise AuditError(f"{directory} already holds {', '.join(existing)}; pass --overwrite to replace them")
-    directory.mkdir(parents=True, exist_ok=True)
+        raise AuditError(f"{directory} already holds {', '.join(existing)}; allowed: --overwrite to replace them, or another --out")
+    prepare_output(directory)
 
 
 def setting(scenario: Scenario) -> str:
@@ -348,34 +349,19 @@ def ckks_errors(scenario: Scenario, models: dict[str, Any], loaded: LoadedData, 
 
 
 # -- command line ----------------------------------------------------------------------------
-def seed_value(text: str) -> int:
-    value = int(text)
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"{value}: seeds are integers in 0..2^32-1")
-    return value
-
-
 def positive_even(text: str) -> int:
-    value = int(text)
-    if value < 2 or value % 2:
+    value = at_least(2)(text)
+    if value % 2:
         raise argparse.ArgumentTypeError(f"{value}: reference models come in complementary pairs; allowed: an even number >= 2")
     return value
 
 
-def at_least(minimum: int):
-    """An argparse type: an integer of at least ``minimum``."""
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value}: allowed: an integer >= {minimum}")
-        return value
-    parse.__name__ = f"integer >= {minimum}"
-    return parse
-
-
 def non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0 or value == float("inf"):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text}: allowed: a finite number >= 0")
     return value
 
@@ -385,10 +371,10 @@ def parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("audit", "membership inference, extraction and answer-sequence audit"), ("flood", "accuracy cost of CKKS noise flooding")):
         sub = commands.add_parser(name, help=text)
-        sub.add_argument("scenario", type=Path, help="base scenario YAML (honest parties)")
-        sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a scenario key")
-        sub.add_argument("--seeds", type=seed_value, nargs="+", default=[0, 1, 2])
-        sub.add_argument("--out", type=Path, default=Path("results/privacy"), help="results root (default results/privacy)")
+        sub.add_argument("scenario", type=path_argument, help="base scenario YAML (honest parties)")
+        add_set_argument(sub)
+        sub.add_argument("--seeds", type=seed_argument, nargs="+", default=[0, 1, 2])
+        sub.add_argument("--out", type=path_argument, default=Path("results/privacy"), help="results root (default results/privacy)")
         sub.add_argument("--overwrite", action="store_true", help="replace earlier results of the same scenario")
         sub.add_argument("--threads", type=at_least(1), default=1, help="torch CPU threads (default 1: many small models, where more threads only contend)")
         if name == "audit":
@@ -398,9 +384,9 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument("--levels", type=non_negative, nargs="+", default=list(FLOOD_LEVELS), help="flood_std values (0 is always added)")
             sub.add_argument("--error-samples", type=at_least(0), default=None, help="samples per querier for the real-CKKS error (default: all; 0: do not measure it)")
     report = commands.add_parser("report", help="aggregate audit and flood results into tables and figures")
-    report.add_argument("results", type=Path, nargs="+", help="directories written by audit or flood")
-    report.add_argument("--tables", type=Path, default=Path("results/privacy/report"))
-    report.add_argument("--figures", type=Path, default=Path("results/privacy/report"))
+    report.add_argument("results", type=path_argument, nargs="+", help="directories written by audit or flood")
+    report.add_argument("--tables", type=path_argument, default=Path("results/privacy/report"))
+    report.add_argument("--figures", type=path_argument, default=Path("results/privacy/report"))
     report.add_argument("--overwrite", action="store_true")
     return parser
 
@@ -411,24 +397,23 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if hasattr(args, "seeds"):
         args.seeds = list(dict.fromkeys(args.seeds))  # a seed given twice is one run
-    try:
+
+    def body() -> int:
         if args.command == "report":
-            print(report(args.results, args.tables, args.figures, args.overwrite))
+            print(report(args.results, output(args.tables, "--tables", create=False), output(args.figures, "--figures", create=False), args.overwrite))
             return 0
+        root = output(args.out, "--out", create=False)
         base = load_scenario(args.scenario, args.overrides)
         if args.command == "audit":
-            out = args.out / base.name
+            out = root / base.name
             audit(base, args.seeds, args.references, args.nonmembers, out, args.overwrite)
         else:
-            out = args.out / f"{base.name}-flood"
+            out = root / f"{base.name}-flood"
             flood(base, args.levels, args.seeds, out, args.overwrite, args.error_samples)
         print(f"wrote {out}")
         return 0
-    except ScenarioError as err:
-        print(f"{getattr(args, 'scenario', '')}: {err}", file=sys.stderr)
-    except (AuditError, ReportError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-    return 2
+
+    return run_command("analysis.privacy", body, lambda: "files written before are kept (audit and flood write theirs after every seed)")
 
 
 if __name__ == "__main__":

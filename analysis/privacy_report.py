@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import zipfile
 from pathlib import Path
 
 import matplotlib
@@ -21,7 +22,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
+from analysis.load import read_csv, read_run_file  # noqa: E402
 from analysis.membership import FPRS, fpr_name  # noqa: E402
+from testbed.cli import UsageError  # noqa: E402
 from testbed.files import atomic_path  # noqa: E402
 from testbed.results import write_atomic  # noqa: E402
 
@@ -41,8 +44,21 @@ SEQUENCE = {
 plt.rcParams.update({"axes.grid": True, "grid.alpha": 0.3, "axes.axisbelow": True})
 
 
-class ReportError(ValueError):
+class ReportError(UsageError):
     """Results the report cannot read, or outputs it must not overwrite."""
+
+
+#: The columns each table must hold, and which of them are numbers, for the report to read it.
+TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "membership": (("setting", "protocol", "relation", "attack", "seed", "nonmembers"), ("nonmembers", *METRICS)),
+    "accuracy": (("setting", "protocol", "seed"), ("accuracy",)),
+    "extraction": (("setting", "protocol", "seed"), tuple(AGREEMENTS)),
+    "sequence": (("setting", "protocol", "candidates", "seed"), tuple(SEQUENCE)),
+    "flood": (("setting", "seed"), ("flood_std", "accuracy")),
+    "flood_flags": (("setting", "seed"), ("flood_std", "flagged")),
+    "ckks_error": (("setting",), ("error_rms", "error_max_abs", "logits_per_run")),
+}
+KINDS = {"audit": ("membership", "accuracy", "extraction", "sequence"), "flood": ("flood", "flood_flags", "ckks_error")}
 
 
 def slug(label: str) -> str:
@@ -57,22 +73,34 @@ def read_results(directories: list[Path]) -> dict[str, list]:
         meta = directory / "meta.json"
         if not meta.is_file():
             raise ReportError(f"{directory}: no meta.json; expected a directory written by `python -m analysis.privacy audit` or `flood`")
-        info = json.loads(meta.read_text())
-        tables = ("membership", "accuracy", "extraction", "sequence") if info["kind"] == "audit" else ("flood", "flood_flags", "ckks_error")
-        loaded = {name: read_table(directory / f"{name}.csv") for name in tables}
+        info = read_run_file(meta, _meta)
+        loaded = {name: read_table(directory / f"{name}.csv", name) for name in KINDS[info["kind"]]}
         if info["kind"] == "audit":
-            with np.load(directory / "scores.npz") as stored:
-                loaded["scores"] = dict(stored)
+            try:
+                with np.load(directory / "scores.npz") as stored:
+                    loaded["scores"] = dict(stored)
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+                raise ReportError(f"{directory / 'scores.npz'}: not the audit's scores ({err})") from None
         found[info["kind"]].append((info, loaded))
     return found
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """A result table; one with no rows (a measurement that was skipped) is an empty frame."""
+def _meta(text: str) -> dict:
+    info = json.loads(text)
+    if not isinstance(info, dict) or info.get("kind") not in KINDS or not isinstance(info.get("setting"), str):
+        raise ValueError(f"expected kind ({' or '.join(KINDS)}) and setting, as `python -m analysis.privacy audit` or `flood` writes them")
+    return info
+
+
+def read_table(path: Path, name: str) -> pd.DataFrame:
+    """A result table, checked (:data:`TABLES`); an empty file (a measurement that was skipped) is an empty frame."""
     try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
+        if path.is_file() and not path.read_bytes().strip():
+            return pd.DataFrame()
+    except OSError as err:
+        raise ReportError(f"{path}: cannot read: {err.strerror or err}") from None
+    required, numeric = TABLES[name]
+    return read_csv(path, required=(*required, *numeric), numeric=numeric)
 
 
 def over_seeds(frame: pd.DataFrame, keys: list[str], values: list[str]) -> pd.DataFrame:

@@ -30,8 +30,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.sweep import RunsFailed, run_scenarios, summary_rows
-from testbed.config import Scenario, ScenarioError, load_scenario
+from analysis.load import TableError, read_csv
+from analysis.sweep import RunsFailed, run_on_ray, run_scenarios, summary_rows
+from testbed.cli import UsageError, at_least, output, path_argument
+from testbed.config import Scenario, load_scenario
 from testbed.population import load_data, party_data, success_probe
 from testbed.registry import PROTOCOLS
 from testbed.results import write_atomic
@@ -73,14 +75,18 @@ def sample_sizes(scenario: Scenario) -> dict[str, int]:
 
 #: Per-party rates compared with the baseline: the columns of :func:`analysis.sweep.summary_rows`.
 RATES = ("accuracy", "asr", "asr_delta", "filter_precision", "filter_recall", "filter_kept")
+#: ...and, in a run with several targeted attacks, each attack's own.
+PER_ATTACK = ("asr:", "asr_delta:")
 
 
 def metrics_of(summary: dict, reference: dict | None) -> dict[tuple[str, str], float]:
     """``{(party, metric): value}`` of one run, deltas against the rate-0 ``reference`` as the
-    sweep tables compute them; communication under party ``*``."""
+    sweep tables compute them (a run with several targeted attacks has no single ``asr``: each
+    attack's is ``asr:<attacker>/<attack>`` and ``asr_delta:...``); communication under party ``*``."""
     out: dict[tuple[str, str], float] = {}
     for row in summary_rows({}, summary, reference):
-        out.update({(row["party"], metric): row[metric] for metric in RATES if row[metric] is not None})
+        per_attack = [c for c in row if c.startswith(PER_ATTACK) and row["asr"] is None]
+        out.update({(row["party"], metric): row[metric] for metric in [*RATES, *per_attack] if row[metric] is not None})
     comm = summary["communication"]
     for key in EXACT:
         out["*", key] = comm[key]
@@ -157,16 +163,16 @@ def invariants(scenarios: dict[str, Scenario], measured: dict[str, list[dict]]) 
         # Where the parties share one model (joint, FedAvg) the attacker holds no model of its own.
         own_model = PROTOCOLS.get(scenario.protocol.kind).own_models
         for party, config in scenario.parties.items():
-            poisoning = [a.kind for a in config.attacks if a.kind in ("label_flip", "backdoor_patch", "backdoor_blend")]
-            if own_model and poisoning and (party, "asr_delta") in runs[0]:
-                delta = statistics.fmean(r[party, "asr_delta"] for r in runs)
-                checks.append((f"{name}: attacker {party}'s own ASR delta {delta:+.3f} >= {ATTACKER_MIN_ASR_DELTA}", delta >= ATTACKER_MIN_ASR_DELTA))
+            for attack in [f"{party}/{a.kind}" for a in config.attacks if a.kind in ("label_flip", "backdoor_patch", "backdoor_blend")]:
+                if own_model and (delta := asr_delta(runs, party, attack)) is not None:
+                    checks.append((f"{name}: attacker {party}'s own ASR delta {delta:+.3f} ({attack}) >= {ATTACKER_MIN_ASR_DELTA}", delta >= ATTACKER_MIN_ASR_DELTA))
         if name.endswith("_default") and name.split("_")[0] in NAIVE_ATTACKS:
+            attacks = [f"{p}/{a.kind}" for p, config in scenario.parties.items() for a in config.attacks]
             for party, config in scenario.parties.items():
-                if config.role == "honest" and (party, "asr_delta") in runs[0]:
-                    delta = statistics.fmean(r[party, "asr_delta"] for r in runs)
-                    checks.append((f"{name}: honest {party}'s ASR delta {delta:+.3f} <= {DEFAULT_DEFENCE_MAX_ASR_DELTA} under the default defence",
-                                   delta <= DEFAULT_DEFENCE_MAX_ASR_DELTA))
+                for attack in attacks if config.role == "honest" else []:
+                    if (delta := asr_delta(runs, party, attack)) is not None:
+                        checks.append((f"{name}: honest {party}'s ASR delta {delta:+.3f} ({attack}) <= {DEFAULT_DEFENCE_MAX_ASR_DELTA} under the default defence",
+                                       delta <= DEFAULT_DEFENCE_MAX_ASR_DELTA))
     if all(name in measured for name in GAIN_SCENARIOS):
         local, none, default = (honest_accuracy(scenarios[name], measured[name]) for name in GAIN_SCENARIOS)
         share = (default - local) / (none - local) if none > local else float("nan")
@@ -175,55 +181,88 @@ def invariants(scenarios: dict[str, Scenario], measured: dict[str, list[dict]]) 
     return checks
 
 
+def asr_delta(runs: list[dict], party: str, attack: str) -> float | None:
+    """``party``'s ASR delta under ``attack`` (``<attacker>/<kind>``), mean over ``runs``: its own
+    metric where the runs have several targeted attacks, else the single ``asr_delta``, or ``None``
+    when the attack has no success to measure (no target)."""
+    for metric in (f"asr_delta:{attack}", "asr_delta"):
+        if (party, metric) in runs[0]:
+            return statistics.fmean(r[party, metric] for r in runs)
+    return None
+
+
 def honest_accuracy(scenario: Scenario, runs: list[dict]) -> float:
     """The honest parties' accuracy, mean over parties and runs."""
     honest = [party for party, config in scenario.parties.items() if config.role == "honest"]
     return statistics.fmean(r[party, "accuracy"] for r in runs for party in honest)
 
 
+#: What a baseline row holds (``--update`` writes them; :func:`read_baseline` checks them).
+BASELINE_COLUMNS = ("scenario", "party", "metric", "mean", "lower", "upper", "band")
+
+
+def read_baseline(path: Path) -> pd.DataFrame:
+    """The committed baseline, checked before the suite runs: the columns of :data:`BASELINE_COLUMNS`,
+    at least one row, and a finite band with ``lower <= upper`` in every row (a NaN band would make
+    every value a "REGRESSION"). Raises :class:`~analysis.load.TableError` naming the row."""
+    if not path.is_file():
+        raise TableError(f"--baseline {path}: no such file; allowed: a baseline written by --update")
+    table = read_csv(path, required=BASELINE_COLUMNS, numeric=("mean", "lower", "upper"), finite=True)
+    if table.empty:
+        raise TableError(f"--baseline {path}: no rows; allowed: a baseline written by --update")
+    inverted = table[table["lower"] > table["upper"]]
+    if len(inverted):
+        row = inverted.iloc[0]
+        raise TableError(f"--baseline {path}: data row {inverted.index[0] + 1} ({row['scenario']} {row['party']} {row['metric']}): "
+                         f"band [{row['lower']:.6g}, {row['upper']:.6g}] has lower > upper; allowed: lower <= upper (rewrite it with --update)")
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.regress", description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="+", default=[], metavar="NAME", help="run only these scenarios (file stems)")
     parser.add_argument("--update", action="store_true", help="rewrite the baseline from --seeds seeds")
-    parser.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: the scenario's own seed; 5 with --update)")
-    parser.add_argument("--out", type=Path, help="run directory (default results/regression/<time>)")
-    parser.add_argument("--parallel", type=int, default=2, help="runs at once")
-    parser.add_argument("--baseline", type=Path, default=BASELINE)
+    parser.add_argument("--seeds", type=at_least(1), help="seeds 0..N-1 (default: the scenario's own seed; 5 with --update)")
+    parser.add_argument("--out", type=path_argument, help="run directory (default results/regression/<time>)")
+    parser.add_argument("--parallel", type=at_least(1), default=2, help="runs at once")
+    parser.add_argument("--baseline", type=path_argument, default=BASELINE)
     args = parser.parse_args(argv)
-    seeds = args.seeds if args.seeds is not None else (5 if args.update else None)
-    if seeds is not None and (seeds < 1 or (args.update and seeds < 5)):
-        print(f"--seeds {seeds}: at least {5 if args.update else 1} (bands come from the spread over at least 5 seeds)", file=sys.stderr)
-        return 2
-    if args.parallel < 1:
-        print(f"--parallel {args.parallel}: at least 1", file=sys.stderr)
-        return 2
-    if args.update and args.only:
-        print("--update rewrites the whole baseline: it cannot be combined with --only", file=sys.stderr)
-        return 2
-    if not args.update and not args.baseline.is_file():
-        print(f"no baseline at {args.baseline}; create it with --update", file=sys.stderr)
-        return 2
-    try:
-        scenarios = suite(args.only)
-    except (ValueError, ScenarioError) as err:
-        print(err, file=sys.stderr)
-        return 2
-    out = args.out or Path("results") / "regression" / time.strftime("%Y%m%d-%H%M%S")
-    started = time.perf_counter()
-    try:
-        measured = run_suite(scenarios, list(range(seeds)) if seeds is not None else None, out, args.parallel, progress=True)
-    except RunsFailed as err:
-        print(f"regression suite could not run: {err}", file=sys.stderr)
-        return 1
-    wall = time.perf_counter() - started
-    if args.update:
-        table = pd.DataFrame(baseline_rows(scenarios, measured))
-        args.baseline.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(args.baseline, table.to_csv(index=False, float_format="%.10g"))
-        print(f"baseline written: {args.baseline} ({len(table)} values from {seeds} seeds; suite wall time {wall:.0f} s)")
-        return 0
-    table = verdicts(pd.read_csv(args.baseline), measured)
-    checks = invariants(scenarios, measured)
+    where: list[Path] = []
+
+    def body() -> int:
+        seeds = args.seeds if args.seeds is not None else (5 if args.update else None)
+        if args.update and seeds < 5:
+            raise UsageError(f"--seeds {seeds}: allowed: at least 5 with --update (bands come from the spread over at least 5 seeds)")
+        if args.update and args.only:
+            raise UsageError(f"--only {' '.join(args.only)}: --update rewrites the whole baseline; allowed: one of --update and --only")
+        # Everything the suite's end needs is checked before it runs.
+        if args.update:
+            output(args.baseline, "--baseline", "file", create=False)
+        baseline = None if args.update else read_baseline(args.baseline)
+        try:
+            scenarios = suite(args.only)
+        except ValueError as err:
+            raise UsageError(f"--only: {err}") from None
+        where.append(output(args.out or Path("results") / "regression" / time.strftime("%Y%m%d-%H%M%S"), "--out", create=False))
+        started = time.perf_counter()
+        try:
+            measured = run_suite(scenarios, list(range(seeds)) if seeds is not None else None, where[0], args.parallel, progress=True)
+        except RunsFailed as err:
+            print(f"regression suite could not run: {err}", file=sys.stderr)
+            return 1
+        wall = time.perf_counter() - started
+        if args.update:
+            table = pd.DataFrame(baseline_rows(scenarios, measured))
+            write_atomic(output(args.baseline, "--baseline", "file"), table.to_csv(index=False, float_format="%.10g"))
+            print(f"baseline written: {args.baseline} ({len(table)} values from {seeds} seeds; suite wall time {wall:.0f} s)")
+            return 0
+        return report(verdicts(baseline, measured), invariants(scenarios, measured), len(scenarios), wall)
+
+    return run_on_ray("analysis.regress", body, where)
+
+
+def report(table: pd.DataFrame, checks: list[tuple[str, bool]], scenarios: int, wall: float) -> int:
+    """Print the verdicts and invariants; the exit status: 1 if any failed."""
     with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_colwidth", 60):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
         failing = table[table["verdict"] != "ok"]
@@ -234,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     for text, holds in checks:
         print(f"  {'ok  ' if holds else 'FAIL'} {text}")
     failed = int((table["verdict"] != "ok").sum()) + sum(not holds for _, holds in checks)
-    print(f"\n{len(table)} metrics, {len(checks)} invariants, {failed} failed; {len(scenarios)} scenarios, wall time {wall:.0f} s")
+    print(f"\n{len(table)} metrics, {len(checks)} invariants, {failed} failed; {scenarios} scenarios, wall time {wall:.0f} s")
     return 1 if failed else 0
 
 

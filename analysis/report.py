@@ -8,9 +8,12 @@ run under ``RESULTS_DIR`` into ``DIR/communication/``, and writes ``DIR/report.m
 short, always linked as CSV) and the ``analysis.plots`` command that redraws it. No HTML: the
 ``markdown`` package is not a dependency.
 
+Tables inline their numbers in the figures' units: accuracy in %, deltas in points, one decimal.
+
 Exit status: 0 written; 1 written, but some sweep could not be drawn (the report and stderr
-say why); 2 bad input (no such directory, no tables) or an existing report without
-``--overwrite``: nothing is written.
+say why); 2 bad input (no such directory, no tables, a table that is not a sweep table or
+comparison, a ``--out`` that cannot hold the report) or an existing report without
+``--overwrite``: nothing is written; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.load import AggregationError
-from analysis.plots import PlotError, Written, plot_runs, plot_table
+from analysis.load import AggregationError, read_csv
+from analysis.plots import Metric, PlotError, Written, metric_for, plot_runs, plot_table, read_table
+from testbed.cli import UsageError, output, path_argument, run_command
 from testbed.results import write_atomic
 
 REPORT = "report.md"
@@ -46,15 +50,29 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def compact(frame: pd.DataFrame) -> pd.DataFrame:
-    """``<m>_mean``, ``<m>_std``, ``<m>_n`` columns as one ``mean ± std (n)`` column ``<m>``."""
+    """``<m>_mean``, ``<m>_std``, ``<m>_n`` columns as one ``mean ± std (n)`` column, in the
+    figures' units (:func:`analysis.plots.metric_for`): accuracy in %, deltas in points, one
+    decimal, the unit in the column's name; shares as drawn, two decimals; others as they are."""
     out = frame.copy()
     for mean in [c for c in frame.columns if c.endswith("_mean") and f"{c[:-5]}_std" in frame.columns]:
         metric = mean[:-5]
+        drawn = metric_for(metric)
+        percent = drawn is not None and drawn.scale == 100
+        unit = "" if not percent else " (points)" if drawn.kind == "delta" else " (%)"
         std, count = frame[f"{metric}_std"], frame.get(f"{metric}_n")
-        cells = [("" if pd.isna(m) else f"{m:.4g} ± {0 if pd.isna(s) else s:.2g}" + ("" if count is None else f" ({int(n)})"))
+        cells = [("" if pd.isna(m) else f"{_number(m, drawn, signed=unit == ' (points)')} ± {_number(0 if pd.isna(s) else s, drawn)}"
+                  + ("" if count is None else f" ({int(n)})"))
                  for m, s, n in zip(frame[mean], std, count if count is not None else [None] * len(frame))]
-        out = out.drop(columns=[c for c in (mean, f"{metric}_std", f"{metric}_n") if c in out.columns]).assign(**{metric: cells})
+        out = out.drop(columns=[c for c in (mean, f"{metric}_std", f"{metric}_n") if c in out.columns]).assign(**{metric + unit: cells})
     return out
+
+
+def _number(value: float, drawn: Metric | None, signed: bool = False) -> str:
+    if drawn is None:
+        return f"{value:.4g}"
+    if drawn.scale == 1:
+        return f"{value:.2f}"
+    return f"{drawn.scale * value:+.1f}" if signed else f"{drawn.scale * value:.1f}"
 
 
 def _relative(path: Path, start: Path) -> str:
@@ -80,7 +98,10 @@ def build(results: Path, out: Path) -> tuple[str, list[str]]:
     tables = sorted(p for p in results.rglob("table.csv") if out not in p.parents)
     comparisons = sorted(p for p in results.rglob("comparison.csv") if out not in p.parents)
     if not tables and not comparisons:
-        raise FileNotFoundError(f"no table.csv or comparison.csv under {results}")
+        raise UsageError(f"{results}: no table.csv or comparison.csv under it; allowed: a directory of analysis.sweep or analysis.compare results")
+    # Every table is parsed before anything is drawn: a malformed one is named, and nothing is written.
+    rows = {table: len(read_table(table)) for table in tables}
+    compared = {comparison: read_csv(comparison, required=("protocol",)) for comparison in comparisons}
     problems: list[str] = []
     lines = [f"# Results report: {results}", "",
              f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `{_command('python', '-m', 'analysis.report', results, '--out', out)}`. "
@@ -90,10 +111,10 @@ def build(results: Path, out: Path) -> tuple[str, list[str]]:
         sweep = table.parent
         target = out / sweep.name
         lines += [f"## Sweep `{sweep.name}`", ""]
+        lines += [f"Table: `{table}` ({rows[table]} rows of completed runs, one per run and party).", ""]
         try:
-            lines += [f"Table: `{table}` ({len(pd.read_csv(table))} rows, one per run and party).", ""]
             written, skipped = plot_table(table, target, only=("harm", "filters", "epochs"))
-        except (PlotError, AggregationError, ValueError) as err:
+        except (PlotError, AggregationError) as err:
             problems.append(f"{table}: {err}")
             lines += [f"**Not drawn:** {err}", ""]
             continue
@@ -106,8 +127,7 @@ def build(results: Path, out: Path) -> tuple[str, list[str]]:
     for item in written:
         lines += _figure_section(item, out, _command("python", "-m", "analysis.plots", results, "--only", "communication", "--out", out / "communication"))
     lines += [f"Not drawn: {reason}" for reason in skipped] + ([""] if skipped else [])
-    for comparison in comparisons:
-        frame = pd.read_csv(comparison)
+    for comparison, frame in compared.items():
         shown = frame[[c for c in frame.columns if not c.startswith("mpc_source")]]
         lines += [f"## Baselines: `{comparison.parent.name}`", "",
                   f"`{comparison}`, written by `python -m analysis.compare` (honest parties' means per protocol; "
@@ -117,27 +137,26 @@ def build(results: Path, out: Path) -> tuple[str, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.split("\n")[0])
-    parser.add_argument("results", type=Path, help="results directory (sweeps, comparisons, runs)")
-    parser.add_argument("--out", type=Path, help="report directory (default: RESULTS_DIR/report)")
+    parser.add_argument("results", type=path_argument, help="results directory (sweeps, comparisons, runs)")
+    parser.add_argument("--out", type=path_argument, help="report directory (default: RESULTS_DIR/report)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report")
     args = parser.parse_args(argv)
-    out = args.out or args.results / "report"
-    if not args.results.is_dir():
-        print(f"analysis.report: no such directory: {args.results}", file=sys.stderr)
-        return 2
-    if (out / REPORT).exists() and not args.overwrite:
-        print(f"analysis.report: {out / REPORT} exists; pass --overwrite to replace it or choose another --out", file=sys.stderr)
-        return 2
-    try:
+
+    def body() -> int:
+        if not args.results.is_dir():
+            what = "is a file, not a directory" if args.results.exists() else "no such directory"
+            raise UsageError(f"{args.results}: {what}; allowed: a results directory (of sweeps, comparisons and runs)")
+        out = output(args.out or args.results / "report", "--out", create=False)
+        if (out / REPORT).exists() and not args.overwrite:
+            raise UsageError(f"--out {out}: {out / REPORT} exists; allowed: --overwrite to replace it, or another --out")
         text, problems = build(args.results, out)
-    except FileNotFoundError as err:
-        print(f"analysis.report: {err}", file=sys.stderr)
-        return 2
-    write_atomic(out / REPORT, text + "\n")
-    print(f"written: {out / REPORT}")
-    for problem in problems:
-        print(f"not drawn: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+        write_atomic(output(out, "--out") / REPORT, text + "\n")
+        print(f"written: {out / REPORT}")
+        for problem in problems:
+            print(f"not drawn: {problem}", file=sys.stderr)
+        return 1 if problems else 0
+
+    return run_command("analysis.report", body, lambda: "the report was not written")
 
 
 if __name__ == "__main__":

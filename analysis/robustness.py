@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.load import BOOKKEEPING, is_measurement, read_csv
+from testbed.cli import UsageError, output, path_argument, run_command
 from testbed.results import write_atomic
 
 METRICS = {
@@ -27,21 +29,21 @@ METRICS = {
     "filter_kept": "kept",
     "filter_dropped_useful": "dropped useful",
 }
-#: Columns of a sweep table that are measurements or bookkeeping, not sweep axes.
-NOT_AXES = {"party", "role", "seed", "accuracy", "asr", "accuracy_rate0", "asr_rate0", "bytes_per_epoch", "setup_bytes", "protocol", "scheme",
-            "evaluated_on", "reference", "status", "error"}
+#: Columns of a sweep table that are neither measurements nor sweep axes.
+NOT_AXES = BOOKKEEPING | {"seed", "protocol", "scheme", "evaluated_on", "sweep"}
 
 
 def load_tables(paths: list[Path]) -> pd.DataFrame:
-    """The sweep tables, one ``sweep`` column naming each table's directory."""
-    return pd.concat([pd.read_csv(p).assign(sweep=Path(p).parent.name) for p in paths], ignore_index=True)
+    """The sweep tables, one ``sweep`` column naming each table's directory; each checked first
+    (:func:`analysis.load.read_csv`): a sweep table with a number in every metric column."""
+    return pd.concat([read_csv(p, required=("role", "seed", *METRICS), numeric=METRICS).assign(sweep=Path(p).parent.name) for p in paths],
+                     ignore_index=True)
 
 
 def seed_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Honest parties' metrics per sweep variant: mean, std and count over seeds (and parties)."""
     honest = table[table["role"] == "honest"]
-    # key.* columns spell out what an axis variant set (the resolved scenario keys): not axes of their own.
-    axes = ["sweep"] + [c for c in honest.columns if c not in NOT_AXES and c != "sweep" and not c.startswith(("filter_", "key.")) and not c.endswith("_delta")]
+    axes = ["sweep"] + [c for c in honest.columns if c not in NOT_AXES and not is_measurement(c) and not c.startswith("key.")]
     stats = honest.groupby(axes, sort=False, dropna=False)[list(METRICS)].agg(["mean", "std"])
     stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
     stats["seeds"] = honest.groupby(axes, sort=False, dropna=False)["seed"].nunique()
@@ -69,21 +71,23 @@ def markdown(summary: pd.DataFrame) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.robustness", description=__doc__.split("\n")[0])
-    parser.add_argument("tables", type=Path, nargs="+", help="sweep table.csv files")
-    parser.add_argument("--out", type=Path, help="output directory (default: the first table's directory)")
+    parser.add_argument("tables", type=path_argument, nargs="+", help="sweep table.csv files")
+    parser.add_argument("--out", type=path_argument, help="output directory (default: the first table's directory)")
     args = parser.parse_args(argv)
-    missing = [str(p) for p in args.tables if not p.is_file()]
-    if missing:
-        print(f"no such table: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    summary = seed_summary(load_tables(args.tables))
-    out = args.out or args.tables[0].parent
-    out.mkdir(parents=True, exist_ok=True)
-    text = markdown(summary)
-    write_atomic(out / "robustness.csv", summary.to_csv(index=False))
-    write_atomic(out / "robustness.md", text + "\n")
-    print(text)
-    return 0
+
+    def body() -> int:
+        missing = [str(p) for p in args.tables if not p.is_file()]
+        if missing:
+            raise UsageError(f"no such table: {', '.join(missing)}; allowed: sweep table.csv files")
+        summary = seed_summary(load_tables(args.tables))
+        out = output(args.out or args.tables[0].parent, "--out")
+        text = markdown(summary)
+        write_atomic(out / "robustness.csv", summary.to_csv(index=False))
+        write_atomic(out / "robustness.md", text + "\n")
+        print(text)
+        return 0
+
+    return run_command("analysis.robustness", body, lambda: "robustness.md and .csv are left as they were")
 
 
 if __name__ == "__main__":

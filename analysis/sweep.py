@@ -33,21 +33,35 @@ import hashlib
 import itertools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
 import ray
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tqdm import tqdm
 
-from analysis.load import flatten
+from analysis.load import BOOKKEEPING, flatten, is_measurement
+from testbed.cli import UsageError, at_least, output, path_argument, run_command
 from testbed.config import Scenario, ScenarioError, load_scenario, parse_scenario, read_yaml
+from testbed.files import prepare_output
 from testbed.registry import validation_problems
 from testbed.results import SUMMARY, RunDirectory, check_component, inside, mark_stopped, write_atomic
 
+
+def _axis_name(name: str) -> str:
+    """An axis becomes a column of the table, so it must not take the name of one that holds a
+    measurement or bookkeeping (``party``, ``accuracy``, ``status``, ...): one would overwrite the other. (``protocol`` and ``scheme`` are
+    settings: an axis of that name labels the rows with its variants; ``seed`` is the seeds axis.)"""
+    if name in BOOKKEEPING | {"evaluated_on"} or is_measurement(name) or name.startswith("key."):
+        raise ValueError(f"{name!r} is a column of the sweep table, not free for an axis; allowed: any other name, e.g. {name}_axis")
+    return check_component(name)
+
+
 #: Axis and variant names become directory names (``DIR/<axis=variant,...>/``).
 Name = Annotated[str, AfterValidator(check_component)]
+AxisName = Annotated[str, AfterValidator(_axis_name)]
 
 
 class SweepFile(BaseModel):
@@ -57,16 +71,16 @@ class SweepFile(BaseModel):
     name: Name
     base: str
     set: list[str] = []
-    grid: dict[Name, dict[Name, list[str]]] = {}
-    seeds: list[Annotated[int, Field(ge=0)]] = Field([], description="the last axis, `seed`: one run per seed of every combination")
+    grid: dict[AxisName, Annotated[dict[Name, list[str]], Field(min_length=1)]] = {}
+    seeds: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] = Field([], description="the last axis, `seed`: one run per seed of every combination")
 
-    @model_validator(mode="after")
-    def _seed_axis_once(self) -> "SweepFile":
-        if self.seeds and "seed" in self.grid:
-            raise ValueError("give seeds either as `seeds: [...]` or as a `seed` grid axis, not both")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds {self.seeds} repeat a seed")
-        return self
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_once(cls, seeds: list[int]) -> list[int]:
+        repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+        if repeated:
+            raise ValueError(f"repeats seed {', '.join(map(str, repeated))}; allowed: each seed once")
+        return seeds
 
 
 def load_sweep(path: Path) -> dict[str, Any]:
@@ -81,6 +95,8 @@ def load_sweep(path: Path) -> dict[str, Any]:
         sweep = SweepFile.model_validate(raw if raw is not None else {}).model_dump()
     except ValidationError as err:
         raise ScenarioError(validation_problems(err)) from None
+    if sweep["seeds"] and "seed" in sweep["grid"]:
+        raise ScenarioError([("seeds", "given both as `seeds: [...]` and as a `seed` grid axis; allowed: one of them")])
     if not (Path(path).parent / sweep["base"]).is_file():
         raise ScenarioError([("base", f"no scenario file at {Path(path).parent / sweep['base']} (base is relative to the sweep file)")])
     return sweep
@@ -129,7 +145,8 @@ FILTER_COLUMNS = ["kept", "precision", "recall", "dropped_useful", "harmful", "h
 
 def summary_rows(labels: dict[str, str], summary: dict, reference: dict | None = None, reference_dir: str | None = None) -> list[dict]:
     """One row per party; with the rate-0 ``reference`` summary (run in ``reference_dir``), the
-    attack's deltas too."""
+    attack's deltas too, and every targeted attack's own (``asr:<attacker>/<attack>``, with its
+    ``asr_rate0:`` and ``asr_delta:``)."""
     comm = summary["communication"]
     rows = []
     for party, values in summary["parties"].items():
@@ -140,14 +157,26 @@ def summary_rows(labels: dict[str, str], summary: dict, reference: dict | None =
             "accuracy": values["accuracy"], "asr": values["asr"],
             "accuracy_rate0": base["accuracy"], "asr_rate0": base["asr"],
             "accuracy_delta": values["accuracy"] - base["accuracy"],
-            "asr_delta": None if values["asr"] is None or base["asr"] is None else values["asr"] - base["asr"],
+            "asr_delta": _delta(values["asr"], base["asr"]),
+            **_per_attack(values.get("asr_by_attack") or {}, base.get("asr_by_attack") or {}),
             **{f"filter_{key}": flt.get(key) for key in FILTER_COLUMNS},
             "bytes_per_epoch": comm["bytes_per_epoch"], "setup_bytes": comm["setup_bytes"],
-            "protocol": labels.get("protocol", summary["protocol"]), "scheme": summary["scheme"],
+            "protocol": labels.get("protocol", summary["protocol"]), "scheme": labels.get("scheme", summary["scheme"]),
             "evaluated_on": summary.get("evaluated_on", "test"),
             "reference": reference_dir,
         })
     return rows
+
+
+def _delta(value: float | None, rate0: float | None) -> float | None:
+    return None if value is None or rate0 is None else value - rate0
+
+
+def _per_attack(asr: dict[str, float], rate0: dict[str, float]) -> dict[str, float | None]:
+    """``asr:<attack>``, ``asr_rate0:<attack>`` and ``asr_delta:<attack>`` for each targeted attack."""
+    return {column: value for attack, current in asr.items()
+            for column, value in ((f"asr:{attack}", current), (f"asr_rate0:{attack}", rate0.get(attack)),
+                                  (f"asr_delta:{attack}", _delta(current, rate0.get(attack))))}
 
 
 def rate_zero(scenario: Scenario) -> Scenario | None:
@@ -176,22 +205,21 @@ def run_sweep(sweep_path: Path, out: Path | None = None, parallel: int = 1, prog
     which has a row per failed run too (``status`` and ``error``) before :class:`RunsFailed` is raised."""
     sweep = load_sweep(sweep_path)
     out = out or default_out(sweep)
-    base = (sweep_path.parent / sweep["base"]).resolve()
+    scenarios = sweep_scenarios(sweep, (sweep_path.parent / sweep["base"]).resolve())  # all valid before anything is written
     try:
-        results, failure = run_grid(sweep, base, out, parallel, progress), None
+        results, failure = run_scenarios(scenarios, out, parallel, progress, desc=sweep["name"]), None
     except RunsFailed as err:
-        labels = {name: labels for name, (labels, _) in variants(sweep).items()}
-        results, failure = {name: (labels[name], *result) for name, result in err.results.items()}, err
-    scenarios = {name: load_scenario(base, overrides) for name, (_, overrides) in variants(sweep).items()}
+        results, failure = err.results, err
+    labels = {name: labels for name, (labels, _) in variants(sweep).items()}
     varying = varying_keys(scenarios)
     reference_dirs, _ = with_references(scenarios)
     rows = []
-    for name, (labels, summary, reference) in results.items():
+    for name, (summary, reference) in results.items():
         keys = {f"key.{key}": value for key, value in varying[name].items() if key != "seed"}  # rows have a seed column
         if summary is None:
-            rows.append({**labels, "seed": scenarios[name].seed, **keys, "status": "failed", "error": failure.failures[name]})
+            rows.append({**labels[name], "seed": scenarios[name].seed, **keys, "status": "failed", "error": failure.failures[name]})
         else:
-            rows += [{**row, **keys, "status": "complete", "error": None} for row in summary_rows(labels, summary, reference, reference_dirs.get(name))]
+            rows += [{**row, **keys, "status": "complete", "error": None} for row in summary_rows(labels[name], summary, reference, reference_dirs.get(name))]
     table = write_table(out / "table.csv", rows)
     if failure is not None:
         raise failure
@@ -224,15 +252,22 @@ def run_grid(sweep: dict[str, Any], base: Path, out: Path, parallel: int = 1, pr
     under ``out`` (finished ones are kept); returns ``{run name: ({axis: variant}, summary,
     rate-0 summary or None)}``."""
     runs = variants(sweep)
-    # Validate every combination before running any.
-    scenarios = {}
-    for name, (_, overrides) in runs.items():
+    results = run_scenarios(sweep_scenarios(sweep, base), out, parallel, progress, desc=sweep["name"])
+    return {name: (labels, *results[name]) for name, (labels, _) in runs.items()}
+
+
+def sweep_scenarios(sweep: dict[str, Any], base: Path) -> dict[str, Scenario]:
+    """Every combination of ``sweep``'s grid on the ``base`` scenario, validated; raises
+    :class:`ScenarioError` naming each invalid combination's problems."""
+    scenarios, problems = {}, []
+    for name, (_, overrides) in variants(sweep).items():
         try:
             scenarios[name] = load_scenario(base, overrides)
         except ScenarioError as err:
-            raise ScenarioError([(f"{name}: {key}", message) for key, message in err.problems]) from None
-    results = run_scenarios(scenarios, out, parallel, progress, desc=sweep["name"])
-    return {name: (labels, *results[name]) for name, (labels, _) in runs.items()}
+            problems += [(f"{name}: {key}", message) for key, message in err.problems]
+    if problems:
+        raise ScenarioError(problems)
+    return scenarios
 
 
 class RunsFailed(RuntimeError):
@@ -292,7 +327,7 @@ def run_scenarios(scenarios: dict[str, Scenario], out: Path, parallel: int = 1, 
     (summary, rate-0 summary or None)}``; raises :class:`RunsFailed` after every run has had its
     turn when some failed."""
     reference_dirs, every = with_references(scenarios)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output(out)
     todo = [name for name in every if not finished(out / name, every[name])]
     changed = [name for name in todo if (out / name / SUMMARY).exists()]
     if changed:
@@ -323,45 +358,51 @@ def run_scenarios(scenarios: dict[str, Scenario], out: Path, parallel: int = 1, 
     return results
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: allowed are whole numbers from 1")
-    return int(text)
+def run_on_ray(prog: str, body: Callable[[], int], where: list[Path]) -> int:
+    """:func:`testbed.cli.run_command` for a command whose ``body`` runs scenarios on Ray under
+    ``where[0]`` (once known): Ray failing exits 1, and a signal 130, each after stopping the runs
+    still going and marking them, so that the same command resumes."""
+    from testbed.cluster import RayUnavailable
+
+    def stop() -> str:
+        return stop_runs(where[0] if where else None, "interrupted")
+
+    def guarded() -> int:
+        try:
+            return body()
+        except (RayUnavailable, ray.exceptions.RayError) as err:
+            print(f"{prog} failed: {str(err).strip().splitlines()[-1]} (the failing run's status.json says which); {stop()}", file=sys.stderr)
+            return 1
+
+    return run_command(prog, guarded, lambda: f"{stop()}; run the same command again to resume")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes as ``testbed.run``: 0 done, 1 a run or Ray failed, 2 an invalid sweep file or
-    argument (nothing runs), 130 interrupted (Ctrl-C or SIGTERM; rerun the command to resume)."""
-    from testbed.cluster import RayUnavailable
-    from testbed.run import interruptible
-
+    """Exit codes as ``testbed.run`` (:mod:`testbed.cli`): 0 done, 1 a run or Ray failed, 2 an
+    invalid sweep file or argument (nothing runs), 130 interrupted (rerun the command to resume)."""
     parser = argparse.ArgumentParser(prog="python -m analysis.sweep", description=__doc__.split("\n")[0])
-    parser.add_argument("sweep", type=Path)
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--parallel", type=_positive, default=1, help="runs at once (one Ray task and one core each: a run's parties share its process)")
+    parser.add_argument("sweep", type=path_argument)
+    parser.add_argument("--out", type=path_argument)
+    parser.add_argument("--parallel", type=at_least(1), default=1, help="runs at once (one Ray task and one core each: a run's parties share its process)")
     args = parser.parse_args(argv)
-    out = args.out
-    with interruptible() as received:
+    where: list[Path] = []
+
+    def body() -> int:
         try:
-            out = out or default_out(load_sweep(args.sweep))
-            table = run_sweep(args.sweep, out, args.parallel)
+            where.append(output(args.out or default_out(load_sweep(args.sweep)), "--out", create=False))
+            table = run_sweep(args.sweep, where[0], args.parallel)
         except ScenarioError as err:
-            print(f"{args.sweep}: invalid sweep:\n" + "\n".join(f"  {key}: {message}" for key, message in err.problems), file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print(f"\ninterrupted by {received[0] if received else 'SIGINT'}; {_stop(out, 'interrupted')}; run the same command again to resume", file=sys.stderr)
-            return 130
+            raise UsageError(f"{args.sweep}: invalid sweep:\n" + "\n".join(f"  {key}: {message}" for key, message in err.problems)) from None
         except RunsFailed as err:
-            print(f"sweep finished with failures; table: {out / 'table.csv'}\n{err}", file=sys.stderr)
+            print(f"sweep finished with failures; table: {where[0] / 'table.csv'}\n{err}", file=sys.stderr)
             return 1
-        except (RayUnavailable, ray.exceptions.RayError, OSError) as err:
-            print(f"sweep failed: {str(err).strip().splitlines()[-1]} (the failing run's status.json says which); {_stop(out, 'interrupted')}", file=sys.stderr)
-            return 1
-    print(table.to_string(index=False))
-    return 0
+        print(table.to_string(index=False))
+        return 0
+
+    return run_on_ray("analysis.sweep", body, where)
 
 
-def _stop(out: Path | None, state: str) -> str:
+def stop_runs(out: Path | None, state: str) -> str:
     """Stop the runs still going (their tasks die with Ray) and record ``state`` in their status."""
     ray.shutdown()
     stopped = mark_stopped(out, state) if out is not None and out.is_dir() else []

@@ -29,8 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.sweep import RunsFailed, finished_results, run_scenarios, summary_rows  # noqa: E402
-from testbed.config import Scenario, ScenarioError, load_scenario  # noqa: E402
+from analysis.sweep import RunsFailed, finished_results, run_on_ray, run_scenarios, summary_rows  # noqa: E402
+from testbed.cli import UsageError, add_set_argument, at_least, output, path_argument, seed_argument  # noqa: E402
+from testbed.config import Scenario, load_scenario  # noqa: E402
 from testbed.results import write_atomic  # noqa: E402
 
 SCENARIOS = {"clean": ROOT / "scenarios" / "cifar10_clean.yaml", "poison": ROOT / "scenarios" / "cifar10_poison.yaml"}
@@ -107,40 +108,44 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes as ``testbed.run`` (:mod:`testbed.cli`); 1 also when some runs failed (the
+    tables then hold the others)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="CIFAR-10: cifar-10-batches-py directory or ImageFolder zip")
-    parser.add_argument("--out", type=Path, required=True, help="directory for the runs and the tables (finished runs are kept)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--data", type=path_argument, required=True, help="CIFAR-10: cifar-10-batches-py directory or ImageFolder zip")
+    parser.add_argument("--out", type=path_argument, required=True, help="directory for the runs and the tables (finished runs are kept)")
+    parser.add_argument("--seeds", type=seed_argument, nargs="+", default=[0, 1, 2])
     parser.add_argument("--protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS))
     parser.add_argument("--scenarios", nargs="+", choices=sorted(SCENARIOS), default=sorted(SCENARIOS))
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a scenario key in every run")
-    parser.add_argument("--parallel", type=int, default=2, help="runs at a time (one Ray task each)")
+    add_set_argument(parser)
+    parser.add_argument("--parallel", type=at_least(1), default=2, help="runs at a time (one Ray task each)")
     parser.add_argument("--table-only", action="store_true", help="tabulate the grid's finished runs; start none")
     args = parser.parse_args(argv)
-    if not args.data.exists():
-        parser.error(f"--data {args.data}: no such file or directory")
-    try:
-        scenarios = grid(args.data.resolve(), args.scenarios, args.protocols, args.seeds, args.overrides)
-    except ScenarioError as err:
-        print(err, file=sys.stderr)
-        return 2
-    if args.table_only:
-        results = finished_results(scenarios, args.out)
-        if not results:
-            print(f"--out {args.out}: none of the grid's {len(scenarios)} runs has finished there", file=sys.stderr)
-            return 1
-    else:
-        try:
-            results = run_scenarios(scenarios, args.out, args.parallel, desc="CIFAR-10 runs")
-        except RunsFailed as err:
-            print(err, file=sys.stderr)
-            results = {name: result for name, result in err.results.items() if result[0] is not None}  # rerun next time
-    rows = table(results)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out / "table.json", json.dumps(rows, indent=2) + "\n")
-    write_atomic(args.out / "table.md", markdown(rows))
-    print(markdown(rows))
-    return 0 if args.table_only or len(results) == len(scenarios) else 1
+    where: list[Path] = []
+
+    def body() -> int:
+        if not args.data.exists():
+            raise UsageError(f"--data {args.data}: no such file or directory; allowed: a cifar-10-batches-py directory or an ImageFolder zip")
+        scenarios = grid(args.data.resolve(), args.scenarios, args.protocols, list(dict.fromkeys(args.seeds)), args.overrides)
+        where.append(output(args.out, "--out", create=False))
+        if args.table_only:
+            results = finished_results(scenarios, args.out)
+            if not results:
+                print(f"--out {args.out}: none of the grid's {len(scenarios)} runs has finished there", file=sys.stderr)
+                return 1
+        else:
+            try:
+                results = run_scenarios(scenarios, args.out, args.parallel, desc="CIFAR-10 runs")
+            except RunsFailed as err:
+                print(err, file=sys.stderr)
+                results = {name: result for name, result in err.results.items() if result[0] is not None}  # rerun next time
+        rows = table(results)
+        output(args.out, "--out")
+        write_atomic(args.out / "table.json", json.dumps(rows, indent=2) + "\n")
+        write_atomic(args.out / "table.md", markdown(rows))
+        print(markdown(rows))
+        return 0 if args.table_only or len(results) == len(scenarios) else 1
+
+    return run_on_ray("bench/cifar10.py", body, where)
 
 
 if __name__ == "__main__":

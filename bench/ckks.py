@@ -27,6 +27,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from testbed.cli import UsageError, output, path_argument, run_command  # noqa: E402
 from testbed.registry import DATASETS, MODELS, SCHEMES  # noqa: E402
 from testbed.results import write_atomic  # noqa: E402
 from testbed.schemes.ckks.circuit import Linear, SumPool, circuit_depth, lower_model  # noqa: E402
@@ -167,7 +168,10 @@ def cifar_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     """A shuffled party-sized training set and 4096 test images (random inputs if CIFAR-10 is absent)."""
     dataset = DATASETS.create(DATASETS.parse_spec({"kind": "cifar10", "path": str(CIFAR_ZIP)}))
     try:
+        dataset.check()
         data = dataset.load(0)
+    except ValueError as err:
+        raise UsageError(f"the CIFAR-10 copy: {err}") from None
     except FileNotFoundError:
         log(f"cifar10: {CIFAR_ZIP} not found; random inputs, models only set their batch-norm statistics")
         rng = np.random.default_rng(0)
@@ -213,33 +217,43 @@ def cifar_case(name: str, model: nn.Module, description: object, depth: int, dat
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--out", type=path_argument, required=True, help="JSON file to write (checked before anything runs)")
     parser.add_argument("--quick", action="store_true", help="digits case only (about a minute)")
-    parser.add_argument("--cifar", nargs="+", choices=sorted(CIFAR_CASES), default=sorted(CIFAR_CASES), help="CIFAR-10 cases to run (not with --quick)")
-    args = parser.parse_args()
-    cases = {"digits_mlp": digits_case()}
-    if not args.quick:
-        data = cifar_data()
-        for name in args.cifar:
-            spec, depth, complex_packing = CIFAR_CASES[name]
-            torch.manual_seed(0)
-            model = MODELS.create(MODELS.parse_spec(spec)).build((3, 32, 32), CLASSES)
-            cases[f"cifar10_{name}"] = cifar_case(f"cifar10_{name}", model, spec, depth, data, complex_packing)
-    digits = cases["digits_mlp"]
-    bytes_ = digits["bytes"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out, json.dumps({
-        "throughput_samples_per_s": digits["throughput_samples_per_s"],
-        "max_abs_error": digits["max_abs_error"],
-        "argmax_agreement": digits["argmax_agreement"],
-        "accounted_over_real_bytes": (bytes_["setup_accounted"] + bytes_["answer_accounted"]) / (bytes_["setup_real"] + bytes_["answer_real"]),
-        "quick": args.quick,
-        "cases": cases,
-    }, indent=2) + "\n")
-    log(f"wrote {args.out}")
+    parser.add_argument("--cifar", nargs="+", choices=sorted(CIFAR_CASES), help="CIFAR-10 cases to run (default: all; not with --quick)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        if args.quick and args.cifar:
+            raise UsageError(f"--cifar {' '.join(args.cifar)}: --quick runs the digits case only; allowed: one of --quick and --cifar")
+        if args.out.is_file() and not args.overwrite:
+            raise UsageError(f"--out {args.out}: exists; allowed: --overwrite to replace it, or another --out")
+        out = output(args.out, "--out", "file")  # before minutes of benchmarking, not after
+        data = None if args.quick else cifar_data()  # a broken copy stops the bench before the digits case runs
+        cases = {"digits_mlp": digits_case()}
+        if data is not None:
+            for name in args.cifar or sorted(CIFAR_CASES):
+                spec, depth, complex_packing = CIFAR_CASES[name]
+                torch.manual_seed(0)
+                model = MODELS.create(MODELS.parse_spec(spec)).build((3, 32, 32), CLASSES)
+                cases[f"cifar10_{name}"] = cifar_case(f"cifar10_{name}", model, spec, depth, data, complex_packing)
+        digits = cases["digits_mlp"]
+        bytes_ = digits["bytes"]
+        write_atomic(out, json.dumps({
+            "throughput_samples_per_s": digits["throughput_samples_per_s"],
+            "max_abs_error": digits["max_abs_error"],
+            "argmax_agreement": digits["argmax_agreement"],
+            "accounted_over_real_bytes": (bytes_["setup_accounted"] + bytes_["answer_accounted"]) / (bytes_["setup_real"] + bytes_["answer_real"]),
+            "quick": args.quick,
+            "cases": cases,
+        }, indent=2) + "\n")
+        log(f"wrote {out}")
+        return 0
+
+    return run_command("bench/ckks.py", body, lambda: f"{args.out} was not written")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,10 +13,14 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import ray
 import torch
+from ray._private import ray_constants
+from ray._private import utils as ray_utils
 
 from testbed.config import RayConfig, Scenario
 from testbed.party import Party
@@ -42,29 +46,51 @@ def start_ray(cfg: RayConfig) -> None:
     """Attach to ``cfg.address`` or ``$RAY_ADDRESS`` if set, else start a small local Ray.
 
     Raises :class:`RayUnavailable` when the cluster cannot be reached within
-    :data:`ATTACH_TIMEOUT_S` or Ray does not start. The process's SIGTERM handler survives:
-    ``ray.init`` installs its own, which exits without the caller's cleanup.
+    :data:`ATTACH_TIMEOUT_S` or Ray does not start. Ctrl-C and SIGTERM during start-up reach the
+    process's own handlers once Ray is up (:func:`_signals_deferred`).
     """
     if ray.is_initialized():
         return
     address = cfg.address or os.environ.get("RAY_ADDRESS")
     quiet = {"include_dashboard": False, "log_to_driver": True, "logging_level": "ERROR", "configure_logging": True}
-    handler = signal.getsignal(signal.SIGTERM)
     try:
         if address:
             _attach(address, quiet)
         else:
-            ray.init(num_cpus=cfg.num_cpus, object_store_memory=cfg.object_store_mb * 2**20, **quiet)
-    except SystemExit:
-        # ray.init's SIGTERM handler exits; this process interrupts instead, with its cleanup.
-        raise KeyboardInterrupt from None
+            with _signals_deferred():
+                ray.init(num_cpus=cfg.num_cpus, object_store_memory=cfg.object_store_mb * 2**20, **quiet)
     except RayUnavailable:
         raise
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise RayUnavailable(f"cannot start Ray{f' at {address}' if address else ''}: {_last_line(err)}") from err
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM during ``ray.init`` and deliver them to the process's own handlers
+    once it returns. Left to itself, ``ray.init`` installs SIGTERM handlers that exit without the
+    caller's cleanup (or inside code that swallows the exit, and the run goes on), and its C++
+    core worker a crash handler that dumps a stack on SIGTERM and aborts the process 3 s later.
+    Blocking the signals instead (``pthread_sigmask``) would leave them blocked in every process
+    Ray starts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: held.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    keep_handlers = ray_utils.set_sigterm_handler
+    ray_utils.set_sigterm_handler = lambda handler: None
+    crash_handler = ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True  # read as the driver's core worker starts
+    try:
+        yield
     finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, handler)
+        ray_utils.set_sigterm_handler = keep_handlers
+        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = crash_handler
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if held:
+            signal.raise_signal(held[0])  # the caller's handler runs now: KeyboardInterrupt under testbed.cli.interruptible
 
 
 #: Attaches and detaches, in a child process that can be killed: a ray.init that never returns
@@ -89,7 +115,8 @@ def _attach(address: str, options: dict[str, Any]) -> None:
     if probe.returncode != 0:
         detail = probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"]
         raise RayUnavailable(f"cannot attach to {where}: {detail[-1]}")
-    ray.init(address=address, **options)
+    with _signals_deferred():
+        ray.init(address=address, **options)
 
 
 def _last_line(err: BaseException) -> str:

@@ -19,6 +19,7 @@ import yaml
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, ValidationError, field_validator, model_validator
 
 from testbed.files import check_component
+from testbed.memory import machine_memory_mb
 from testbed.registry import ATTACKS, DATASETS, FILTERS, MODELS, PROTOCOLS, SCHEMES, SPLITS, Params, Registry, Spec, short_repr, validation_problems
 
 
@@ -133,8 +134,16 @@ _RAY_ADDRESS = re.compile(r"(ray://)?([^\s:/\[\]]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})
 
 class RayConfig(Strict):
     address: str | None = Field(None, description="attach to this cluster; default $RAY_ADDRESS, else start locally")
-    object_store_mb: int = Field(1024, ge=100, description="object store bound for a local Ray")
+    object_store_mb: int = Field(1024, ge=100, description="object store bound for a local Ray, at most the machine's memory")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray (default: all)")
+
+    @field_validator("object_store_mb")
+    @classmethod
+    def _fits_the_machine(cls, mb: int) -> int:
+        # Ray itself fails late, with a negative size and without naming the key.
+        if mb > (total := machine_memory_mb()):
+            raise ValueError(f"more than this machine's memory ({total} MB); allowed: 100..{total}")
+        return mb
 
     @field_validator("address")
     @classmethod
@@ -242,14 +251,14 @@ def cross_field_problems(scenario: Scenario, invalid: frozenset[str] = frozenset
         problems.append(("parties.*.samples", f"{sizes} add up to {total}, more than the {pool} training samples{held} of dataset '{dataset.kind}'"))
     scheme = SCHEMES.get(scenario.scheme.kind)
     for name, party in scenario.parties.items():
-        if not name.replace("_", "").replace("-", "").isalnum():
-            problems.append((f"parties.{name}", f"party name {short_repr(name)}: allowed are letters, digits, '-' and '_'"))
+        if not (name.isascii() and name.replace("_", "").replace("-", "").isalnum()):
+            problems.append((f"parties.{name}", f"party name {short_repr(name)}: allowed are ASCII letters, digits, '-' and '_'"))
         if party.attacks and party.role != "malicious" and valid(f"parties.{name}.role", f"parties.{name}.attacks"):
             problems.append((f"parties.{name}.attacks", f"only a malicious party attacks; set parties.{name}.role: malicious"))
         if valid("dataset", f"parties.{name}.attacks"):
             problems += _attack_problems(f"parties.{name}.attacks", party, dataset)
-        if valid("dataset", "scheme", f"parties.{name}.model"):
-            problems += _model_problems(f"parties.{name}.model", party, dataset, scheme, scenario.scheme.params)
+        if valid("dataset", "scheme", f"parties.{name}.model", f"parties.{name}.samples"):
+            problems += _model_problems(f"parties.{name}", party, dataset, scheme, scenario.scheme.params)
     return problems + PROTOCOLS.get(scenario.protocol.kind).problems(scenario, valid)
 
 
@@ -268,12 +277,14 @@ def _attack_problems(key: str, party: PartyConfig, dataset: Any) -> list[tuple[s
     return problems
 
 
-def _model_problems(key: str, party: PartyConfig, dataset: Any, scheme: Any, scheme_params: Any) -> list[tuple[str, str]]:
+def _model_problems(party_key: str, party: PartyConfig, dataset: Any, scheme: Any, scheme_params: Any) -> list[tuple[str, str]]:
+    key = f"{party_key}.model"
     factory = MODELS.create(party.model)
     try:
         # Shapes only, nothing allocated: the size is checked before the real model is built.
         with torch.device("meta"):
-            size = sum(p.numel() for p in factory.build(dataset.input_shape, dataset.classes).parameters())
+            shapes = factory.build(dataset.input_shape, dataset.classes)
+        size = sum(p.numel() for p in shapes.parameters())
         if size > MAX_MODEL_PARAMETERS:
             return [(key, f"{party.model.dump()} has {size:,} parameters for inputs of shape {dataset.input_shape}; allowed: at most {MAX_MODEL_PARAMETERS:,}")]
         model = factory.build(dataset.input_shape, dataset.classes)
@@ -281,11 +292,25 @@ def _model_problems(key: str, party: PartyConfig, dataset: Any, scheme: Any, sch
         return [(key, str(err))]
     except RuntimeError as err:  # torch's own shape checks
         return [(key, f"{party.model.dump()} cannot be built for inputs of shape {dataset.input_shape}: {str(err).strip().splitlines()[0]}")]
+    if party.samples == 1 and (problem := _one_sample_problem(shapes, dataset.input_shape)):
+        return [(f"{party_key}.samples", f"1 cannot train {party.model.dump()}: {problem}; allowed: at least 2 samples, or a model without batch-norm")]
     try:
         scheme.check_model(scheme_params, model, dataset.input_shape)
     except ValueError as err:
         return [(key, str(err))]
     return []
+
+
+def _one_sample_problem(shapes: torch.nn.Module, input_shape: tuple[int, ...]) -> str | None:
+    """Why ``shapes`` (a model on the meta device) cannot take a training step on a minibatch of
+    one sample, or ``None``: batch-norm needs more than one value per channel (training drops a
+    last minibatch of one, but a party of one sample has no other)."""
+    try:
+        with torch.device("meta"):
+            shapes.train()(torch.zeros(1, *input_shape))
+    except ValueError as err:
+        return str(err).strip().splitlines()[0]
+    return None
 
 
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
@@ -389,10 +414,13 @@ def _salvage(raw: dict[str, Any], parts: list[tuple]) -> Scenario | None:
 
 
 def load_scenario(path: str | os.PathLike, overrides: list[str] = ()) -> Scenario:
-    """Read, override and validate a scenario file; raises :class:`ScenarioError` or ``OSError``."""
+    """Read, override and validate a scenario file; raises :class:`ScenarioError`, naming the file
+    when it cannot be read."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise ScenarioError([(str(path), f"not UTF-8 text ({err.reason} at byte {err.start})")]) from None
+    except OSError as err:
+        raise ScenarioError([(str(path), f"cannot read the scenario: {err.strerror or err}")]) from None
     return parse_scenario(read_yaml(text, str(path)), overrides)
 

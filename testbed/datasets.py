@@ -169,9 +169,14 @@ class Cifar10(Dataset):
         if not zipfile.is_zipfile(path):
             raise ValueError(f"CIFAR-10 at {path}: neither a cifar-10-batches-py directory nor a zip")
         with zipfile.ZipFile(path) as archive:
-            splits = {entry[0] for member in archive.namelist() if (entry := _image_member(member, self.CLASS_NAMES))}
-        if splits != {"train", "test"}:
-            raise ValueError(f"CIFAR-10 at {path}: no images in the {{train,test}}/{{class}}/*.jpg layout for {' and '.join(sorted({'train', 'test'} - splits))}")
+            first: dict[str, str] = {}  # per split, the first image a run decodes
+            for member in sorted(archive.namelist()):
+                if entry := _image_member(member, self.CLASS_NAMES):
+                    first.setdefault(entry[0], member)
+            if set(first) != {"train", "test"}:
+                raise ValueError(f"CIFAR-10 at {path}: no images in the {{train,test}}/{{class}}/*.jpg layout for {' and '.join(sorted({'train', 'test'} - set(first)))}")
+            for member in first.values():  # a copy of other files under image names fails here, not 30 s into a run
+                _decode(archive, member, path)
 
     def label(self) -> str:
         return "CIFAR-10" if self.source().is_dir() else "CIFAR-10 (JPEG)"
@@ -240,9 +245,22 @@ def _read_batches(directory: Path) -> dict[str, np.ndarray]:
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
-def _read_image_zip(path: Path, class_names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    from PIL import Image
+def _decode(archive: zipfile.ZipFile, member: str, path: Path) -> np.ndarray:
+    """The 32x32 RGB image ``member`` of the zip at ``path``; ``ValueError`` naming it otherwise."""
+    from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(io.BytesIO(archive.read(member))) as image:
+            pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, zipfile.BadZipFile, ValueError) as err:
+        reason = "not a format PIL knows" if isinstance(err, UnidentifiedImageError) else str(err)
+        raise ValueError(f"CIFAR-10 at {path}: {member} is not a decodable image ({reason}); allowed: JPEG or PNG images, 32x32") from None
+    if pixels.shape != (32, 32, 3):
+        raise ValueError(f"CIFAR-10 at {path}: {member} is {pixels.shape[1]}x{pixels.shape[0]} pixels; allowed: 32x32")
+    return pixels
+
+
+def _read_image_zip(path: Path, class_names: tuple[str, ...]) -> dict[str, np.ndarray]:
     index = {name: label for label, name in enumerate(class_names)}
     out: dict[str, list] = {"x_train": [], "y_train": [], "x_test": [], "y_test": []}
     with zipfile.ZipFile(path) as archive:
@@ -250,8 +268,7 @@ def _read_image_zip(path: Path, class_names: tuple[str, ...]) -> dict[str, np.nd
             if not (entry := _image_member(member, class_names)):
                 continue
             split, cls = entry
-            with Image.open(io.BytesIO(archive.read(member))) as image:
-                out[f"x_{split}"].append(np.asarray(image.convert("RGB"), dtype=np.uint8))
+            out[f"x_{split}"].append(_decode(archive, member, path))
             out[f"y_{split}"].append(index[cls])
     if not out["x_train"]:
         raise ValueError(f"{path}: no images in {{train,test}}/{{class}}/*.jpg layout")

@@ -1,4 +1,4 @@
-"""Peak resident memory of this process, per run.
+"""Peak resident memory of this process, per run, and the machine's memory.
 
 A Ray worker runs many scenarios one after another (sweeps reuse workers), and the kernel's
 lifetime peak (``getrusage``'s ``ru_maxrss``) would charge each run the largest of them all; on
@@ -7,6 +7,7 @@ Linux the peak (``VmHWM``) can be reset, so each run reports its own.
 
 from __future__ import annotations
 
+import os
 import resource
 from pathlib import Path
 
@@ -32,3 +33,8 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def machine_memory_mb() -> int:
+    """This machine's physical memory in MB (2^20 bytes): the most a local Ray's object store can hold."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20

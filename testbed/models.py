@@ -229,4 +229,4 @@ def he_friendly_problem(model: nn.Module) -> str | None:
         return None
     allowed = ", ".join(t.__name__ for t in HE_FRIENDLY_LAYERS)
     found = sorted({type(m).__name__ for m in model if not isinstance(m, HE_FRIENDLY_LAYERS)}) if isinstance(model, nn.Sequential) else [type(model).__name__]
-    return f"needs an HE-friendly model (mlp with square/poly2, he_cnn; layers {allowed}); found {', '.join(found)}"
+    return f"needs an HE-friendly model (mlp with square/poly2, he_cnn, he_convnet; layers {allowed}); found {', '.join(found)}"

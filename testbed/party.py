@@ -25,7 +25,7 @@ from testbed.memory import peak_rss_mb
 from testbed.messages import AnswerTruth, Message
 from testbed.metrics import Harm, answer_harm, filter_quality, kl_divergence, softmax, success_rate
 from testbed.models import predict
-from testbed.population import load_data, manipulation, party_data, success_probe
+from testbed.population import load_data, manipulation, party_data, success_probes
 from testbed.protocols.base import PartyInterface
 from testbed.registry import FILTERS, MODELS, PROTOCOLS, SCHEMES
 from testbed.logit_map import LogitMap
@@ -61,7 +61,7 @@ class Party(PartyInterface):
         self.x, self.y = data.train.x, data.train.y
         self.queried = queried_samples(scenario, name, len(self.y))
         self.test = loaded.test
-        self.probe = success_probe(scenario, loaded)
+        self.probes = success_probes(scenario, loaded)
         self.classes = loaded.classes
         seed = derived_seed(scenario.seed, name)
         torch.manual_seed(seed)
@@ -197,11 +197,14 @@ class Party(PartyInterface):
                 self.scheduler.step()
             return loss
 
-    def evaluate(self) -> dict[str, float | None]:
+    def evaluate(self) -> dict[str, float | dict[str, float] | None]:
         with self.stopwatch.timed("evaluate"):
+            by_attack = {key: success_rate(predict(self.model, probe.x).argmax(1), probe.target) for key, probe in self.probes.items()}
             return {
                 "accuracy": accuracy(self.model, self.test.x, self.test.y),
-                "asr": None if self.probe is None else success_rate(predict(self.model, self.probe.x).argmax(1), self.probe.target),
+                # One number only where it is unambiguous: with several targeted attacks, each has its own.
+                "asr": next(iter(by_attack.values())) if len(by_attack) == 1 else None,
+                "asr_by_attack": by_attack,
                 # of the whole process: per party when parties are Ray actors, shared in-process
                 "peak_rss_mb": peak_rss_mb(),
             }

@@ -100,9 +100,20 @@ def manipulation(scenario: Scenario, party: str) -> PredictionManipulation | Non
 
 def success_probe(scenario: Scenario, loaded: LoadedData) -> SuccessProbe | None:
     """The scenario's attack target: the first targeted attack of any malicious party."""
+    return next(iter(success_probes(scenario, loaded).values()), None)
+
+
+def success_probes(scenario: Scenario, loaded: LoadedData) -> dict[str, SuccessProbe]:
+    """Every targeted attack's probe, keyed ``<attacker>/<attack kind>`` in the scenario's order
+    (``#2``, ``#3`` mark a party's second and third attack of one kind): the keys of
+    ``asr_by_attack`` in the results."""
+    probes: dict[str, SuccessProbe] = {}
     for name in scenario.parties:
         for attack in party_attacks(scenario, name):
             probe = attack.success_probe(loaded.test.x, loaded.test.y)
             if probe is not None:
-                return probe
-    return None
+                key, n = f"{name}/{attack.kind}", 1
+                while (key if n == 1 else f"{key}#{n}") in probes:
+                    n += 1
+                probes[key if n == 1 else f"{key}#{n}"] = probe
+    return probes

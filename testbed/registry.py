@@ -50,8 +50,12 @@ def _hint(error: dict[str, Any]) -> str:
     if isinstance(value, bool) and numeric:
         return ": a boolean, not a number"
     if isinstance(value, str) and numeric and _is_number(value):
+        if error["type"].startswith("int"):  # 3.0e+2 would be refused next, as a float
+            whole = float(value)
+            example = f"{int(whole)}" if whole.is_integer() else "300"
+            return f": a string; write whole numbers unquoted, in digits, e.g. {example}"
         return ": a string; write numbers unquoted, with a decimal point and a signed exponent, e.g. 1.0e+6"
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value) and "finite" not in error["msg"]:
         return "; allowed: finite numbers"
     return ""
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from testbed.files import atomic_path, check_component
+from testbed.files import OutputPathError, atomic_path, check_component, check_output
 
 SUMMARY = "summary.json"
 STATUS = "status.json"
@@ -39,7 +39,7 @@ class ResultsExistError(FileExistsError):
     pass
 
 
-class ResultsPathError(ValueError):
+class ResultsPathError(OutputPathError):
     """A results location that cannot hold a run directory."""
 
 
@@ -116,16 +116,14 @@ class RunDirectory:
     """
 
     def __init__(self, path: Path, overwrite: bool = False):
-        self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise ResultsPathError(f"{self.path} is a file, not a directory; choose another --out")
+        self.path = check_output(Path(path))
         self.writing = self.path
         if self.path.is_dir() and any(self.path.iterdir()):
             if not overwrite:
-                raise ResultsExistError(f"{self.path} already holds results; pass --overwrite to replace them or choose another --out")
+                raise ResultsExistError(f"{self.path} already holds results; allowed: --overwrite to replace them, or another --out")
             resolved = self.path.resolve()  # `--out .` has no name of its own
             if not resolved.name:
-                raise ResultsPathError(f"{self.path}: results in the file system's root cannot be replaced; choose another --out")
+                raise ResultsPathError(f"{self.path}: results in the file system's root cannot be replaced; allowed: another --out")
             self.writing = resolved.with_name(f".{resolved.name}.overwrite")
             shutil.rmtree(self.writing, ignore_errors=True)  # an earlier rerun that did not complete
         self.writing.mkdir(parents=True, exist_ok=True)

@@ -7,47 +7,20 @@ Exit codes: 0 success, 1 a party, Ray or the run failed, 2 invalid scenario or a
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
+from testbed.cli import add_set_argument, interruptible, path_argument
 from testbed.config import ScenarioError, load_scenario
-from testbed.results import ResultsExistError, ResultsPathError, RunDirectory, default_run_dir
-
-
-@contextmanager
-def interruptible() -> Iterator[list[str]]:
-    """SIGTERM (what ``timeout``, systemd and batch schedulers send) interrupts like Ctrl-C: both
-    raise ``KeyboardInterrupt``, so the caller's cleanup runs. Yields the list that receives the
-    signal's name. Signals after the first are ignored: they would break off that cleanup."""
-    received: list[str] = []
-
-    def interrupt(signum: int, frame: object) -> None:
-        if not received:
-            received.append(signal.Signals(signum).name)
-            raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+from testbed.files import OutputPathError
+from testbed.results import ResultsExistError, RunDirectory, default_run_dir
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed.run", description="Run a SMuLe testbed scenario.")
-    parser.add_argument("scenario", type=Path, help="scenario YAML file")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="override a scenario key (value parsed as YAML); repeatable")
-    parser.add_argument("--out", type=Path, help="results directory (default results/<scenario>/<run-id>)")
-    parser.add_argument("--results-root", type=Path, default=Path("results"), help="root of default run directories")
+    parser.add_argument("scenario", type=path_argument, help="scenario YAML file")
+    add_set_argument(parser)
+    parser.add_argument("--out", type=path_argument, help="results directory (default results/<scenario>/<run-id>)")
+    parser.add_argument("--results-root", type=path_argument, default="results", help="root of default run directories")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out once the new run completes")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -66,16 +39,14 @@ def _run(args: argparse.Namespace) -> int:
     except ScenarioError as err:
         print(f"{args.scenario}: {err}", file=sys.stderr)
         return 2
-    except OSError as err:
-        print(f"cannot read scenario {args.scenario}: {err.strerror or err}", file=sys.stderr)
-        return 2
+    argument = f"--out {args.out}" if args.out is not None else f"--results-root {args.results_root}"
     try:
         out = RunDirectory(args.out or default_run_dir(args.results_root, scenario.name, scenario.seed), args.overwrite)
-    except (ResultsExistError, ResultsPathError) as err:
-        print(err, file=sys.stderr)
+    except (ResultsExistError, OutputPathError) as err:
+        print(f"{argument}: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"cannot create the results directory {err.filename or args.out or args.results_root}: {err.strerror or err}; choose another --out", file=sys.stderr)
+        print(f"{argument}: cannot create the results directory {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
         return 2
 
     try:

@@ -88,6 +88,7 @@ def summarize(scenario: Scenario, channel: Channel, final: dict, phase_seconds: 
                 "role": party.role,
                 "accuracy": final[name]["accuracy"],
                 "asr": final[name]["asr"],
+                "asr_by_attack": final[name].get("asr_by_attack", {}),
                 "loss": final[name]["loss"],
                 "peak_rss_mb": final[name].get("peak_rss_mb"),
                 **({"filter": final[name]["filter"]} if final[name].get("filter") else {}),
@@ -112,7 +113,10 @@ def summary_table(summary: dict[str, Any]) -> str:
     comm = summary["communication"]
     lines = [f"{'party':<10} {'role':<10} {'accuracy':>9} {'ASR':>7}   evaluated on: {summary.get('evaluated_on', 'test')}"]
     for name, p in summary["parties"].items():
+        by_attack = p.get("asr_by_attack") or {}
         asr = "-" if p["asr"] is None else f"{p['asr']:.3f}"
+        if len(by_attack) > 1:
+            asr = ", ".join(f"{key} {value:.3f}" for key, value in by_attack.items())
         lines.append(f"{name:<10} {p['role']:<10} {p['accuracy']:>9.4f} {asr:>7}")
     lines.append(
         f"communication: setup {comm['setup_bytes'] / 1e6:.3f} MB, "

@@ -150,8 +150,8 @@ def test_seeds_are_a_first_class_axis():
 
 @pytest.mark.parametrize("sweep, key", [
     ({"name": "t", "base": "base.yaml", "grid": {"a": {"x": []}}, "grdi": {}}, "grdi"),
-    ({"name": "t", "base": "base.yaml", "seeds": [0, 0]}, "repeat"),
-    ({"name": "t", "base": "base.yaml", "seeds": [1], "grid": {"seed": {"1": ["seed=1"]}}}, "not both"),
+    ({"name": "t", "base": "base.yaml", "seeds": [0, 0]}, "seeds: repeats seed 0; allowed: each seed once"),  # under its key, not <top>
+    ({"name": "t", "base": "base.yaml", "seeds": [1], "grid": {"seed": {"1": ["seed=1"]}}}, "seeds: given both"),
 ])
 def test_sweep_file_mistakes_exit_2_naming_them(tmp_path, tiny_raw, capsys, sweep, key):
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(tiny_raw))

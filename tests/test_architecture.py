@@ -20,7 +20,7 @@ MODULE_LAYERS = {
              "testbed.metrics", "testbed.timing", "testbed.memory"],
     "plug-in": ["testbed.datasets", "testbed.splits", "testbed.models", "testbed.population", "testbed.plugins", "testbed.filters",
                 "testbed.schemes", "testbed.protocols", "testbed.mpc", "attacks"],
-    "engine": ["testbed.party", "testbed.training", "testbed.cluster", "testbed.inprocess", "testbed.runner", "testbed.results", "testbed.run"],
+    "engine": ["testbed.party", "testbed.training", "testbed.cluster", "testbed.inprocess", "testbed.runner", "testbed.results", "testbed.run", "testbed.cli"],
     "analysis": ["analysis"],
     "bench": ["bench"],
 }

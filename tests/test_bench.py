@@ -1,20 +1,13 @@
 """The benchmark scripts import, parse their arguments, and aggregate what they ran correctly."""
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from clitools import ROOT
+from clitools import load_bench as load
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+BENCH = ROOT / "bench"
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py")))

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY
+from clitools import BASE, scenario_cases
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from analysis import sweep as sweep_cli
 from testbed import results, runner
@@ -31,9 +30,6 @@ from testbed.results import ResultsPathError, RunDirectory, inside, read_lines
 from testbed.run import main
 
 ROOT = Path(__file__).resolve().parent.parent
-
-#: A scenario small enough to validate in milliseconds and to train forever in a subprocess.
-BASE = {**copy.deepcopy(TINY), "ray": {"object_store_mb": 200, "num_cpus": 2}}
 
 
 def no_run(*args, **kwargs):
@@ -151,7 +147,8 @@ def test_messages_name_the_key_the_value_and_the_fix(tiny_raw):
     assert "is not set" in attacks and "--set 'parties.B.attacks=[...]'" in attacks and "valid list" not in attacks
     assert "a boolean, not a number" in problems(["epochs=true"])["epochs"]
     assert "finite" in problems(["training.weight_decay=.inf"])["training.weight_decay"]
-    assert "1.0e+6" in problems(["parties.A.model.hidden=[1e11]"])["parties.A.model"]
+    assert "whole numbers unquoted, in digits, e.g. 100000000000" in problems(["parties.A.model.hidden=[1e11]"])["parties.A.model"]
+    assert "1.0e+6" in problems(["training.temperature='1e6'"])["training.temperature"]
     assert "quote a string" in problems(["description=a: b: c"])["description"]
     assert "allowed: kernel <= 3" in problems(["parties.A.model={kind: he_cnn, kernel: 20}"])["parties.A.model"]
 
@@ -306,53 +303,12 @@ def test_non_finite_numbers_are_written_as_null(tmp_path):
 
 # --- property-based: random scenarios and overrides -----------------------------------------
 
-KEYS = ["name", "description", "seed", "epochs", "protocol", "dataset", "split", "scheme", "training", "parties", "ray",
-        "training.batch_size", "training.learning_rate", "training.temperature", "training.mutual_weight",
-        "training.weight_decay", "training.warmup_epochs", "training.optimizer", "training.momentum",
-        "parties.A", "parties.B", "parties.C", "parties.A.samples", "parties.B.role", "parties.A.model",
-        "parties.A.model.hidden", "parties.A.model.kind", "parties.B.attacks", "parties.B.attacks.0",
-        "parties.B.attacks.0.rate", "parties.A.filters", "parties.A.filters.0.kind", "dataset.kind",
-        "dataset.train_samples", "ray.address", "ray.object_store_mb", "bogus", "parties.A.model.hidden.0"]
-#: Valid overrides, so that runs which pass validation are generated too.
-PLAUSIBLE = ["epochs=2", "seed=7", "name=other", "training.temperature=3.5", "parties.A.model.hidden=[4, 4]",
-             "parties.B.role=malicious", "parties.A.filters=[]", "split={kind: dirichlet, alpha: 0.5}", "protocol=local"]
-NAMES = st.sampled_from(["..", ".", "/", "a/b", "../../x", "/abs", "", "ok", "x" * 300, "a\\b", "~", "-", "é", "nul\0"])
-SCALARS = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True, allow_infinity=True)
-           | st.text(max_size=20) | NAMES | st.sampled_from(["mlp", "he_cnn", "digits", "synthetic", "ckks", "label_flip",
-                                                             "scale", "divergence", "agreement", "malicious", "1e11"]))
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["kind", "rate", "samples", "hidden", "x"]) | st.text(max_size=5), inner, max_size=3), max_leaves=8)
-
-
-def _set(raw, path, value):
-    node = raw
-    *parents, last = path.split(".")
-    for key in parents:
-        if not isinstance(node, dict):
-            return
-        node = node.setdefault(key, {})
-    if isinstance(node, dict):
-        node[last] = value
-
-
-@st.composite
-def cases(draw):
-    raw = copy.deepcopy(BASE)
-    for path, value in draw(st.lists(st.tuples(st.sampled_from(KEYS), VALUES), max_size=3)):
-        _set(raw, path, value)
-    overrides = draw(st.lists(
-        st.sampled_from(PLAUSIBLE)
-        | st.builds(lambda key, text: f"{key}={text}", st.sampled_from(KEYS) | st.text(max_size=8),
-                    st.text(max_size=12) | VALUES.map(lambda v: yaml.safe_dump(v, default_flow_style=True).strip())),
-        max_size=3))
-    return raw, overrides, draw(st.booleans())
-
-
 FUZZ_EXAMPLES = 200
 fuzz_cases_run = []
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(case=cases())
+@given(case=scenario_cases())
 def test_fuzzed_scenarios_and_overrides_fail_cleanly_inside_the_root(case):
     raw, overrides, give_out = case
     summary = {"parties": {}, "communication": {"setup_bytes": 0, "bytes_per_epoch": 0, "messages_per_epoch": 0}, "seconds": {"wall": 0.0}}

@@ -9,7 +9,7 @@ import yaml
 
 from analysis import plots, report
 from analysis.load import AggregationError, aggregate, load_runs, load_summaries
-from analysis.plots import PlotError, communication_rows, harm_figure, metric_figure, plan, table_axes
+from analysis.plots import communication_rows, harm_figure, metric_figure, plan, table_axes
 
 
 def table_rows(axes: dict, seed: int, accuracy: float, asr_delta: float | None = 0.0, kept: float | None = 1.0) -> list[dict]:
@@ -56,20 +56,26 @@ def test_aggregate_refuses_to_average_anything_but_seeds():
     assert list(aggregate(frame, ["defence", "lr"], ["accuracy"])["accuracy_mean"]) == pytest.approx([0.87, 0.1])
 
 
-def test_unknown_axis_is_refused_not_averaged(tmp_path, capsys):
+def test_unfamiliar_axes_are_drawn_as_series_then_panels_never_averaged(tmp_path, capsys):
     rows = [row for seed in range(3) for lr, acc in (("0.87", 0.9), ("0.1", 0.3)) for row in table_rows({"attack": "flip", "defence": "none", "lr": lr}, seed, acc)]
     table = pd.DataFrame(rows)
-    with pytest.raises(PlotError, match=r"axis 'lr' \(0.87, 0.1\).*--facet lr"):
-        plan(table, table_axes(table))
+    layout = plan(table, table_axes(table))
+    assert (layout.series, layout.defaulted) == (["lr"], ["lr"]) and "lr as series" in layout.footnote()
     path = tmp_path / "table.csv"
     table.to_csv(path, index=False)
-    assert plots.main([str(path), "--out", str(tmp_path / "figs"), "--only", "harm"]) == 2
-    assert "axis 'lr'" in capsys.readouterr().err and not (tmp_path / "figs").exists()
-    # Drawn as panels when asked: each lr keeps its own mean (0.9 and 0.3, never their 0.6 average).
-    layout = plan(table, table_axes(table), facet=("lr",))
-    assert layout.facets == ["lr"]
-    _, stats = harm_figure(table.astype({"seed": str}), layout)
+    assert plots.main([str(path), "--out", str(tmp_path / "figs"), "--only", "harm"]) == 0
+    stats = pd.read_csv(tmp_path / "figs" / "harm.csv", dtype={"lr": str})
+    # Each lr keeps its own mean (0.9 and 0.3, never their 0.6 average).
     assert dict(zip(stats["lr"], stats["accuracy_mean"])) == pytest.approx({"0.87": 0.9, "0.1": 0.3})
+    # A second unfamiliar axis, or one beside a known series, becomes panels; --facet still chooses.
+    rows = [row for seed in range(2) for arm in ("local", "none", "default") for defence in ("a", "b")
+            for row in table_rows({"arm": arm, "defence": defence}, seed, 0.5)]
+    table = pd.DataFrame(rows)
+    assert (plan(table, table_axes(table)).series, plan(table, table_axes(table)).facets) == (["defence"], ["arm"])
+    two = pd.DataFrame([{**r, "lr": lr} for r in table_rows({"arm": "x"}, 0, 0.5) + table_rows({"arm": "y"}, 0, 0.5) for lr in ("1", "2")])
+    assert (plan(two, table_axes(two)).series, plan(two, table_axes(two)).facets) == (["arm"], ["lr"])
+    layout = plan(table, table_axes(table), facet=("defence",))
+    assert (layout.series, layout.facets) == (["arm"], ["defence"])
 
 
 def test_table_without_attack_axis_draws_defences_on_the_x_axis():
@@ -175,7 +181,10 @@ def test_report_embeds_each_figure_with_its_data_and_refuses_overwrite(tmp_path,
         assert f"]({relative})" in text and png.with_suffix(".svg").is_file()
         assert f"]({png.with_suffix('.csv').relative_to(out).as_posix()})" in text
         assert f"--only {png.stem}" in text
-    assert "| agr | 0.8 ± 0 (2) | -0.1 ± 0 (2) |" in text  # the harm table inline: mean ± std (n) over the two seeds
+    # The harm table inline, in the figure's units: mean ± std (n) over the two seeds, accuracy in %, deltas in points.
+    assert "| defence | accuracy (%) | accuracy_delta (points) | asr_delta (points) |" in text
+    assert "| agr | 80.0 ± 0.0 (2) | -10.0 ± 0.0 (2) | +0.0 ± 0.0 (2) |" in text
+    assert "| agr | 1.00 ± 0.00 (2) |" in text  # shares (the filter table) as drawn
     before = (out / "report.md").read_text()
     capsys.readouterr()
     assert report.main([str(results), "--out", str(out)]) == 2
