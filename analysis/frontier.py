@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         with_gain = list(dict.fromkeys(points.loc[points["full_gain_mean"] >= args.min_gain, "setting"]))
         setting = args.choose_on or (with_gain[0] if len(with_gain) == 1 else None)
         if args.choose_on is not None and args.choose_on not in set(points["setting"]):
-            raise FrontierError(f"--choose-on {args.choose_on!r}: no such setting; the tables have {', '.join(dict.fromkeys(points['setting']))}")
+            raise FrontierError(f"--choose-on {args.choose_on!r}: no such setting; the tables have {', '.join(dict.fromkeys(points['setting'].dropna()))}")
         if setting is None and len(with_gain) > 1:
             raise FrontierError(f"several settings have a gain ({', '.join(with_gain)}): name the one the rule compares with --choose-on")
         output(args.out, "--out")

@@ -59,6 +59,8 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "ckks_error": (("setting",), ("error_rms", "error_max_abs", "logits_per_run")),
 }
 KINDS = {"audit": ("membership", "accuracy", "extraction", "sequence"), "flood": ("flood", "flood_flags", "ckks_error")}
+#: Tables a report cannot do without: the others may be empty (a measurement that was skipped).
+NEEDS_ROWS = ("membership", "accuracy", "flood", "flood_flags")
 
 
 def slug(label: str) -> str:
@@ -75,6 +77,9 @@ def read_results(directories: list[Path]) -> dict[str, list]:
             raise ReportError(f"{directory}: no meta.json; expected a directory written by `python -m analysis.privacy audit` or `flood`")
         info = read_run_file(meta, _meta)
         loaded = {name: read_table(directory / f"{name}.csv", name) for name in KINDS[info["kind"]]}
+        empty = [f"{name}.csv" for name in NEEDS_ROWS if name in loaded and loaded[name].empty]
+        if empty:
+            raise ReportError(f"{directory}: {', '.join(empty)} has no rows; the {info['kind']} did not finish a seed there")
         if info["kind"] == "audit":
             try:
                 with np.load(directory / "scores.npz") as stored:
@@ -87,7 +92,7 @@ def read_results(directories: list[Path]) -> dict[str, list]:
 
 def _meta(text: str) -> dict:
     info = json.loads(text)
-    if not isinstance(info, dict) or info.get("kind") not in KINDS or not isinstance(info.get("setting"), str):
+    if not isinstance(info, dict) or not isinstance(info.get("kind"), str) or info["kind"] not in KINDS or not isinstance(info.get("setting"), str):
         raise ValueError(f"expected kind ({' or '.join(KINDS)}) and setting, as `python -m analysis.privacy audit` or `flood` writes them")
     return info
 

@@ -429,12 +429,12 @@ def test_unreachable_ray_address_fails_fast_naming_it(tmp_path):
     scenario = tmp_path / "s.yaml"
     scenario.write_text(yaml.safe_dump(BASE))
     out = tmp_path / "run"
-    started = time.monotonic()
+    # Not timed (a loaded machine takes long to import torch); a hang fails communicate's timeout, and the
+    # message shows which path answered: the refused connection, not the probe's 30 s wait.
     proc = _spawn(["-m", "testbed.run", str(scenario), "--out", str(out), "--quiet", "--set", "ray.address=127.0.0.1:1"], tmp_path)
-    _, err = proc.communicate(timeout=60)
-    assert time.monotonic() - started < 30
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1 and "Traceback" not in err
-    assert "127.0.0.1:1" in err
+    assert "cannot reach the Ray cluster at 127.0.0.1:1" in err
     status = json.loads((out / "status.json").read_text())
     assert status["state"] == "failed" and "127.0.0.1:1" in status["error"]
 
@@ -451,10 +451,8 @@ def test_ray_head_that_never_answers_times_out(tmp_path):
             from testbed.run import main
             sys.exit(main([{str(scenario)!r}, "--out", "run", "--quiet", "--set", "ray.address={address}"]))
         """)
-        started = time.monotonic()
         proc = _spawn(["-c", code], tmp_path)
-        _, err = proc.communicate(timeout=60)
-    assert time.monotonic() - started < 30
+        _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1 and "Traceback" not in err
     assert f"no answer from the Ray cluster at {address}" in err
 
