@@ -21,8 +21,9 @@ One point per defence and setting: x the share kept, y the worst-case harm. Writ
 ``frontier.md``, ``frontier.csv`` (every point, drawn or not) and the figure ``frontier.png`` /
 ``.svg`` into ``DIR`` (default ``results/frontier``), and applies the rule that chooses a
 default: **the defence that keeps the largest share of the gain among those whose worst-case harm
-is at most ``--bound`` points** (default 2; ties go to the smaller harm), on the setting named by
-``--choose-on`` (needed when several settings have a gain).
+is at most ``--bound`` points** (default 2; ties go to the smaller harm; when none is within the
+bound, the defence with the smallest worst-case harm, and the report says so), on the setting
+named by ``--choose-on`` (needed when several settings have a gain).
 
 Exit status 2, naming what is missing, for: a table that is missing or not a sweep table, no gain
 table or no harm table, a table without a ``defence`` axis, a setting without its ``local`` or
@@ -170,11 +171,17 @@ def frontier(gain: pd.DataFrame, harm: pd.DataFrame) -> pd.DataFrame:
 
 def choose(points: pd.DataFrame, setting: str, bound: float) -> pd.Series | None:
     """The rule: the largest share kept among defences with worst-case harm <= ``bound``; ties
-    to the smaller harm. ``None`` when no defence is within the bound."""
-    candidates = points[(points["setting"] == setting) & (points["worst_harm"] <= bound) & points["kept_mean"].notna()]
-    if candidates.empty:
+    to the smaller harm. When no defence is within the bound, the one with the smallest
+    worst-case harm (the row's ``within_bound`` is then false). ``None`` when nothing was measured."""
+    measured = points[(points["setting"] == setting) & points["worst_harm"].notna() & points["kept_mean"].notna()]
+    if measured.empty:
         return None
-    return candidates.sort_values(["kept_mean", "worst_harm"], ascending=[False, True]).iloc[0]
+    within = measured[measured["worst_harm"] <= bound]
+    if within.empty:
+        pick = measured.sort_values(["worst_harm", "kept_mean"], ascending=[True, False]).iloc[0]
+    else:
+        pick = within.sort_values(["kept_mean", "worst_harm"], ascending=[False, True]).iloc[0]
+    return pd.concat([pick, pd.Series({"within_bound": not within.empty})])
 
 
 def pareto(points: pd.DataFrame) -> pd.DataFrame:
@@ -237,8 +244,10 @@ def markdown(points: pd.DataFrame, setting: str | None, choice: pd.Series | None
     if setting is None:
         lines.append("Not applied: no setting has a gain to keep.")
     elif choice is None:
-        lines.append(f"No defence has a worst-case harm within {bound:g} points: the rule chooses none.")
+        lines.append("Not applied: no defence has both a gain and a harm figure on that setting.")
     else:
+        if not choice["within_bound"]:
+            lines.append(f"**No defence has a worst-case harm within {bound:g} points**; the rule falls back to the smallest worst-case harm.")
         lines.append(f"Chosen: **{choice[DEFENCE]}**, keeping {100 * choice['kept_mean']:.0f}% of the gain with a worst-case harm of "
                      f"{choice['worst_harm']:.1f} points ({choice['worst_attack']}).")
     return "\n".join(lines) + "\n"

@@ -75,7 +75,9 @@ def test_the_rule_takes_the_most_gain_within_the_bound(tmp_path):
     points = frontier.frontier(frontier.gain_points(gain), frontier.harm_points(harm))
     assert frontier.choose(points, "split=dirichlet0.3", 2.0)["defence"] == "strict"
     assert frontier.choose(points, "split=dirichlet0.3", 5.0)["defence"] == "keeper"
-    assert frontier.choose(points, "split=dirichlet0.3", 1.0) is None
+    fallback = frontier.choose(points, "split=dirichlet0.3", 1.0)  # none within: the least harm
+    assert fallback["defence"] == "strict" and not fallback["within_bound"]
+    assert frontier.choose(points, "split=other", 2.0) is None
     front = frontier.pareto(points[points["setting"] == "split=dirichlet0.3"])
     assert list(front["defence"]) == ["strict", "keeper", "none"]
 
