@@ -42,7 +42,7 @@ import pandas as pd
 
 from analysis.plots import BOOKKEEPING, PlotError, read_table, save, table_axes
 from testbed.cli import UsageError, output, path_argument
-from testbed.results import write_atomic
+from testbed.files import write_atomic
 
 DEFENCE, ATTACK, SEED = "defence", "attack", "seed"
 LOCAL, NONE = "local", "none"

@@ -49,7 +49,7 @@ from testbed.metrics import HARM_KL, kl_divergence, softmax
 from testbed.models import predict
 from testbed.population import PartyData, load_data, party_data
 from testbed.registry import DATASETS, PROTOCOLS, SCHEMES
-from testbed.results import to_json, write_atomic
+from testbed.files import to_json, write_atomic
 from testbed.seeding import derived_seed, seeded_rng
 from testbed.training import accuracy
 

@@ -36,7 +36,7 @@ from testbed.cli import UsageError, at_least, output, path_argument
 from testbed.config import Scenario, load_scenario
 from testbed.population import load_data, party_data, success_probe
 from testbed.registry import PROTOCOLS
-from testbed.results import write_atomic
+from testbed.files import write_atomic
 
 SUITE = Path(__file__).resolve().parent.parent / "scenarios" / "regression"
 BASELINE = Path(__file__).resolve().parent.parent / "tests" / "regression" / "baseline.csv"

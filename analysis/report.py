@@ -30,7 +30,7 @@ import pandas as pd
 from analysis.load import AggregationError, read_csv
 from analysis.plots import Metric, PlotError, Written, metric_for, plot_runs, plot_table, read_table
 from testbed.cli import UsageError, output, path_argument, run_command
-from testbed.results import write_atomic
+from testbed.files import write_atomic
 
 REPORT = "report.md"
 #: Longer tables are linked, not inlined: the figure already shows them.

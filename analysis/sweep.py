@@ -45,9 +45,9 @@ from tqdm import tqdm
 from analysis.load import BOOKKEEPING, flatten, is_measurement
 from testbed.cli import UsageError, at_least, output, path_argument, run_command
 from testbed.config import Scenario, ScenarioError, load_scenario, parse_scenario, read_yaml
-from testbed.files import prepare_output
+from testbed.files import check_component, prepare_output, write_atomic
 from testbed.registry import validation_problems
-from testbed.results import SUMMARY, RunDirectory, check_component, inside, mark_stopped, write_atomic
+from testbed.results import SUMMARY, RunDirectory, inside, mark_stopped
 
 
 def _axis_name(name: str) -> str:

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from analysis.sweep import RunsFailed, finished_results, run_on_ray, run_scenarios, summary_rows  # noqa: E402
 from testbed.cli import UsageError, add_set_argument, at_least, output, path_argument, seed_argument  # noqa: E402
 from testbed.config import Scenario, load_scenario  # noqa: E402
-from testbed.results import write_atomic  # noqa: E402
+from testbed.files import write_atomic  # noqa: E402
 
 SCENARIOS = {"clean": ROOT / "scenarios" / "cifar10_clean.yaml", "poison": ROOT / "scenarios" / "cifar10_poison.yaml"}
 PROTOCOLS = ("smule", "local", "joint", "fedavg")

@@ -16,7 +16,6 @@ a non-finite number (a diverged loss) is written as ``null``.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -25,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from testbed.files import OutputPathError, atomic_path, check_component, check_output
+from testbed.files import OutputPathError, check_component, check_output, to_json, write_atomic
 
 SUMMARY = "summary.json"
 STATUS = "status.json"
@@ -48,29 +47,6 @@ def inside(root: Path, path: Path) -> Path:
     if not Path(path).resolve().is_relative_to(Path(root).resolve()):
         raise ResultsPathError(f"{path} lies outside the results root {root}")
     return Path(path)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
-
-
-def to_json(value: Any, **options: Any) -> str:
-    """Strict JSON (``allow_nan=False``): non-finite floats become ``null``, the documented rule."""
-    return json.dumps(_finite(value), allow_nan=False, **options)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename: readers see all or nothing."""
-    with atomic_path(path) as partial, open(partial, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def default_run_dir(root: Path, scenario_name: str, seed: int) -> Path:
