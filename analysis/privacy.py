@@ -41,16 +41,16 @@ from analysis.membership import ReferenceModels, attack_metrics, confidence_marg
 from analysis.privacy_report import report
 from testbed.cli import UsageError, add_set_argument, at_least, output, path_argument, run_command, seed_argument
 from testbed.config import DEFAULT_FILTERS, Scenario, load_scenario, parse_scenario
-from testbed.datasets import LoadedData
+from testbed.datasets import LoadedData, load_data
 from testbed.files import atomic_path, prepare_output
+from testbed.files import to_json, write_atomic
 from testbed.inprocess import InProcessParties
 from testbed.messages import Channel
 from testbed.metrics import HARM_KL, kl_divergence, softmax
 from testbed.models import predict
-from testbed.population import PartyData, load_data, party_data
 from testbed.registry import DATASETS, PROTOCOLS, SCHEMES
-from testbed.files import to_json, write_atomic
 from testbed.seeding import derived_seed, seeded_rng
+from testbed.shares import PartyData, party_data
 from testbed.training import accuracy
 
 #: The audited protocols, in the order they run: the scenario's protocol, and the filters of every

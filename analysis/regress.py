@@ -32,11 +32,13 @@ import pandas as pd
 
 from analysis.load import TableError, read_csv
 from analysis.sweep import RunsFailed, run_on_ray, run_scenarios, summary_rows
+from testbed.attackers import success_probe
 from testbed.cli import UsageError, at_least, output, path_argument
 from testbed.config import Scenario, load_scenario
-from testbed.population import load_data, party_data, success_probe
-from testbed.registry import PROTOCOLS
+from testbed.datasets import load_data
 from testbed.files import write_atomic
+from testbed.registry import PROTOCOLS
+from testbed.shares import party_data
 
 SUITE = Path(__file__).resolve().parent.parent / "scenarios" / "regression"
 BASELINE = Path(__file__).resolve().parent.parent / "tests" / "regression" / "baseline.csv"

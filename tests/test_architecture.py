@@ -18,7 +18,7 @@ LAYERS = ("core", "plug-in", "engine", "analysis", "bench")
 MODULE_LAYERS = {
     "core": ["testbed", "testbed.registry", "testbed.config", "testbed.messages", "testbed.logit_map", "testbed.files", "testbed.seeding",
              "testbed.metrics", "testbed.timing", "testbed.memory"],
-    "plug-in": ["testbed.datasets", "testbed.splits", "testbed.models", "testbed.population", "testbed.plugins", "testbed.filters",
+    "plug-in": ["testbed.datasets", "testbed.splits", "testbed.models", "testbed.attackers", "testbed.shares", "testbed.plugins", "testbed.filters",
                 "testbed.schemes", "testbed.protocols", "testbed.mpc", "attacks"],
     "engine": ["testbed.party", "testbed.training", "testbed.cluster", "testbed.inprocess", "testbed.runner", "testbed.results", "testbed.run", "testbed.cli"],
     "analysis": ["analysis"],
@@ -27,10 +27,10 @@ MODULE_LAYERS = {
 #: Inside the plug-in layer: families that never import these others (a filter needs no attack to
 #: judge an answer, a scheme no protocol to evaluate a model).
 PLUGIN_RULES = {
-    "testbed.filters": ("attacks", "testbed.protocols", "testbed.schemes", "testbed.population"),
-    "testbed.schemes": ("attacks", "testbed.protocols", "testbed.filters", "testbed.population"),
+    "testbed.filters": ("attacks", "testbed.protocols", "testbed.schemes", "testbed.attackers", "testbed.shares"),
+    "testbed.schemes": ("attacks", "testbed.protocols", "testbed.filters", "testbed.attackers", "testbed.shares"),
     "testbed.models": ("attacks", "testbed.protocols", "testbed.filters", "testbed.schemes"),
-    "attacks": ("testbed.protocols", "testbed.filters", "testbed.schemes", "testbed.population"),
+    "attacks": ("testbed.protocols", "testbed.filters", "testbed.schemes", "testbed.attackers", "testbed.shares"),
 }
 
 

@@ -22,11 +22,12 @@ from analysis.membership import (
     train_local,
 )
 from testbed.config import TrainingConfig, parse_scenario
+from testbed.datasets import load_data
 from testbed.inprocess import InProcessParties
 from testbed.messages import Channel
 from testbed.models import predict
-from testbed.population import load_data, party_data
 from testbed.registry import MODELS, PROTOCOLS
+from testbed.shares import party_data
 from testbed.training import accuracy
 
 OVERFIT = TrainingConfig(batch_size=20, learning_rate=0.01)

@@ -24,12 +24,13 @@ from analysis import sweep as sweep_cli
 from analysis.regress import invariants, metrics_of, read_baseline
 from analysis.sweep import summary_rows
 from testbed import runner
+from testbed.attackers import success_probes
 from testbed.cli import interruptible
 from testbed.cluster import _signals_deferred, ray_utils
 from testbed.config import ScenarioError, parse_scenario
+from testbed.datasets import load_data
 from testbed.inprocess import InProcessParties
 from testbed.memory import machine_memory_mb
-from testbed.population import load_data, success_probes
 from testbed.results import RunDirectory, read_lines, read_status
 from testbed.run import main
 

@@ -16,12 +16,13 @@ import numpy as np
 from pydantic import Field
 
 from testbed.config import Scenario
+from testbed.datasets import load_data
 from testbed.messages import Channel
 from testbed.mpc.cost_model import SOURCE, epoch_cost
 from testbed.mpc.crypten_measure import bytes_per_epoch, crypten_unavailable_reason, measure_crypten_training, rounds_per_epoch
-from testbed.population import load_data, party_data
 from testbed.protocols.base import EpochReport, Parties, PartyInterface, TrainingProtocol, train_and_report
 from testbed.registry import DATASETS, MODELS, PROTOCOLS, Params
+from testbed.shares import party_data
 
 
 @PROTOCOLS.register("joint")
