@@ -129,7 +129,7 @@ def _run_one(scenario, path: str) -> dict:
     import torch
 
     from testbed.inprocess import InProcessParties
-    from testbed.runner import run_scenario
+    from testbed.driver import run_scenario
 
     torch.set_num_threads(1)
     out = RunDirectory(Path(path), overwrite=True)

@@ -59,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_in(scenario, out: RunDirectory, quiet: bool) -> int:
     from testbed.cluster import PartyFailure, RayUnavailable  # imports Ray: only for a valid scenario
-    from testbed.runner import run_scenario, summary_table
+    from testbed.driver import run_scenario, summary_table
 
     try:
         summary = run_scenario(scenario, out, progress=not quiet)

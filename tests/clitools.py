@@ -161,7 +161,7 @@ def scenario_cases(draw):
 
 # -- fakes of the long computations -------------------------------------------------------------
 def fake_summary(scenario) -> dict:
-    """A summary as testbed.runner writes it, for a run that did not happen."""
+    """A summary as testbed.driver writes it, for a run that did not happen."""
     return {
         "scenario": scenario.name, "protocol": scenario.protocol.kind, "seed": scenario.seed, "epochs": scenario.epochs,
         "dataset": "fake", "scheme": scenario.scheme.kind, "evaluated_on": "test",

@@ -20,7 +20,7 @@ MODULE_LAYERS = {
              "testbed.metrics", "testbed.timing", "testbed.memory"],
     "plug-in": ["testbed.datasets", "testbed.splits", "testbed.models", "testbed.attackers", "testbed.shares", "testbed.plugins", "testbed.filters",
                 "testbed.schemes", "testbed.protocols", "testbed.mpc", "attacks"],
-    "engine": ["testbed.party", "testbed.training", "testbed.cluster", "testbed.inprocess", "testbed.runner", "testbed.results", "testbed.run", "testbed.cli"],
+    "engine": ["testbed.party", "testbed.training", "testbed.cluster", "testbed.inprocess", "testbed.driver", "testbed.results", "testbed.run", "testbed.cli"],
     "analysis": ["analysis"],
     "bench": ["bench"],
 }
@@ -129,5 +129,5 @@ def test_no_import_cycles(graph):
 def test_each_rule_catches_a_misplaced_import():
     assert unlisted({"testbed.new_engine_module": set(), "testbed.config": set()}) == ["testbed.new_engine_module"]
     assert upward({"testbed.config": {"testbed.party"}, "testbed.party": {"testbed.config"}}) == ["testbed.config (core) imports testbed.party (engine)"]
-    assert upward({"testbed.runner": {"analysis.sweep"}}) == ["testbed.runner (engine) imports analysis.sweep (analysis)"]
+    assert upward({"testbed.driver": {"analysis.sweep"}}) == ["testbed.driver (engine) imports analysis.sweep (analysis)"]
     assert crossing({"testbed.filters.base": {"attacks.base", "testbed.metrics"}}) == ["testbed.filters.base imports attacks.base"]

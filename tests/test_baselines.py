@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from testbed.config import ScenarioError, parse_scenario
+from testbed.driver import run_scenario
 from testbed.inprocess import InProcessParties
 from testbed.messages import Channel
 from testbed.registry import PROTOCOLS
 from testbed.results import RunDirectory
-from testbed.runner import run_scenario
 from testbed.training import accuracy
 
 

@@ -10,16 +10,16 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from testbed.config import parse_scenario
+from testbed.driver import run_scenario
 from testbed.inprocess import InProcessParties
 from testbed.registry import MODELS, SCHEMES
 from testbed.results import RunDirectory
-from testbed.runner import run_scenario
 from testbed.schemes import LogitMap
 from testbed.schemes.base import plaintext_logits
 from testbed.schemes.ckks.accounting import answer_bytes, serialized_sizes, setup_bytes
+from testbed.schemes.ckks.circuit import Linear, SumPool, circuit_depth, lower_model, model_depth
 from testbed.schemes.ckks.crypto import PublicContext, decrypt_logits, encrypt_dataset, evaluate, make_keys, public_frames
 from testbed.schemes.ckks.plan import MAX_COEFF_BITS, plan_for_depth
-from testbed.schemes.ckks.circuit import Linear, SumPool, circuit_depth, lower_model, model_depth
 from testbed.schemes.ckks.wire import seal_bytes, seal_load, unpack
 
 CLASSES = 10

@@ -22,7 +22,7 @@ def table_rows(axes: dict, seed: int, accuracy: float, asr_delta: float | None =
 
 
 def write_run(path, seed: int, accuracies: list[float], state: str = "complete", kept: float = 0.75, measured=None):
-    """A run directory as testbed.runner leaves it, two parties (A honest, B malicious)."""
+    """A run directory as testbed.driver leaves it, two parties (A honest, B malicious)."""
     path.mkdir(parents=True)
     scenario = {"name": "t", "seed": seed, "epochs": len(accuracies), "protocol": {"kind": "smule"}, "scheme": {"kind": "plaintext"},
                 "dataset": {"kind": "synthetic"}, "training": {"learning_rate": 0.01},

@@ -23,7 +23,7 @@ from analysis import plots, privacy, regress, report
 from analysis import sweep as sweep_cli
 from analysis.regress import invariants, metrics_of, read_baseline
 from analysis.sweep import summary_rows
-from testbed import runner
+from testbed import driver
 from testbed.attackers import success_probes
 from testbed.cli import interruptible
 from testbed.cluster import _signals_deferred, ray_utils
@@ -50,8 +50,8 @@ def scenario_file(tmp_path, raw=None):
 
 
 def run_cli(tmp_path, monkeypatch, *args):
-    """testbed.run in ``tmp_path`` with the runner replaced: validation only."""
-    monkeypatch.setattr(runner, "run_scenario", no_run)
+    """testbed.run in ``tmp_path`` with the driver replaced: validation only."""
+    monkeypatch.setattr(driver, "run_scenario", no_run)
     monkeypatch.chdir(tmp_path)
     return call(main, [str(a) for a in args])
 
@@ -401,7 +401,7 @@ TWO_ATTACKERS = {
 
 def test_19_every_targeted_attack_has_its_own_asr_in_the_summary_and_metrics(tmp_path):
     scenario = parse_scenario(TWO_ATTACKERS)
-    summary = runner.run_scenario(scenario, RunDirectory(tmp_path / "run"), progress=False, placement=InProcessParties)
+    summary = driver.run_scenario(scenario, RunDirectory(tmp_path / "run"), progress=False, placement=InProcessParties)
     probes = success_probes(scenario, load_data(scenario))
     assert list(probes) == ["B/backdoor_patch", "D/label_flip"]
     assert (probes["B/backdoor_patch"].target, probes["D/label_flip"].target) == (1, 2)

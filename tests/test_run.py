@@ -6,7 +6,7 @@ import pytest
 import ray
 import yaml
 
-from testbed import runner
+from testbed import driver
 from testbed.cluster import PartyFailure, RayParties
 from testbed.config import parse_scenario
 from testbed.inprocess import InProcessParties
@@ -65,9 +65,9 @@ class FailingParties(InProcessParties):
 @pytest.mark.parametrize("error, code, state", [(None, 1, "failed"), (KeyboardInterrupt, 130, "interrupted")])
 def test_failed_run_leaves_no_summary(tmp_path, tiny_raw, monkeypatch, capsys, error, code, state):
     if error is None:
-        monkeypatch.setattr(runner, "RayParties", FailingParties)
+        monkeypatch.setattr(driver, "RayParties", FailingParties)
     else:
-        monkeypatch.setattr(runner, "run_scenario", lambda *a, **k: (_ for _ in ()).throw(error()))
+        monkeypatch.setattr(driver, "run_scenario", lambda *a, **k: (_ for _ in ()).throw(error()))
     out = tmp_path / "run"
     assert main([str(write(tmp_path, tiny_raw)), "--out", str(out), "--quiet"]) == code
     assert not (out / "summary.json").exists()

@@ -1,4 +1,4 @@
-"""Run one scenario end to end: parties up, protocol loop, results written, parties down."""
+"""The driver: runs one scenario end to end (parties up, protocol loop, results written, parties down)."""
 
 from __future__ import annotations
 
