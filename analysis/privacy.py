@@ -7,7 +7,7 @@ in-process, per seed, and attacks each party's final model (membership inference
 threshold and offline LiRA, :mod:`analysis.membership`; members are a party's training samples,
 non-members held-out samples of the train pool no party holds), with the peer's training
 samples as members too. For SMuLe it also measures what a querier learns from the answers
-(:mod:`analysis.answers`). Writes ``DIR/<scenario>/``: ``membership.csv``, ``extraction.csv``,
+(:mod:`analysis.answer_leakage`). Writes ``DIR/<scenario>/``: ``membership.csv``, ``extraction.csv``,
 ``sequence.csv``, ``scores.npz`` (every attack's scores, for ROC curves), ``meta.json``.
 
 ``python -m analysis.privacy flood SCENARIO [--levels ...] [--seeds ...] [--out DIR]`` measures
@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from analysis.answers import ExchangeLog, agreement, distil, margin_sequence, mean_answer, sequence_membership
+from analysis.answer_leakage import ExchangeLog, agreement, distil, margin_sequence, mean_answer, sequence_membership
 from analysis.membership import ReferenceModels, attack_metrics, confidence_margin, loss_scores, reference_models
 from analysis.privacy_report import report
 from testbed.cli import UsageError, add_set_argument, at_least, output, path_argument, run_command, seed_argument

@@ -14,7 +14,8 @@ import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveInt
 
 from attacks.base import DataPoisoning, PoisonedData, SuccessProbe
-from attacks.common import ClassIndex, Rate, check_classes, choose
+from attacks.budget import Rate, choose
+from attacks.targets import ClassIndex, check_classes
 from testbed.registry import ATTACKS, FromList, Params
 
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from testbed.registry import Component
 from testbed.logit_map import LogitMap
+from testbed.registry import Component
 
 
 @dataclass(frozen=True)

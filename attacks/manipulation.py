@@ -12,9 +12,10 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from attacks.base import PredictionManipulation, SuccessProbe
-from attacks.common import ClassIndex, Rate, SourceTargetParams, SourceToTarget, check_classes, choose
-from testbed.registry import ATTACKS, Params
+from attacks.budget import Rate, choose
+from attacks.targets import ClassIndex, SourceTargetParams, SourceToTarget, check_classes
 from testbed.logit_map import LogitMap
+from testbed.registry import ATTACKS, Params
 
 
 class Manipulation(PredictionManipulation):

@@ -10,7 +10,7 @@ import yaml
 from sklearn.datasets import load_digits
 
 from analysis import privacy
-from analysis.answers import ExchangeLog, agreement, distil, sequence_membership
+from analysis.answer_leakage import ExchangeLog, agreement, distil, sequence_membership
 from analysis.membership import (
     attack_metrics,
     complementary_halves,
