@@ -49,7 +49,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.load import BOOKKEEPING, TableError, aggregate, is_measurement, load_runs, load_summaries, read_csv  # noqa: E402
-from analysis.mpc.published import load_volumes  # noqa: E402
+from analysis.published_mpc import load_volumes  # noqa: E402
 from testbed.cli import UsageError, output, path_argument, run_command  # noqa: E402
 from testbed.files import write_atomic  # noqa: E402
 

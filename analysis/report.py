@@ -122,7 +122,7 @@ def build(results: Path, out: Path) -> tuple[str, list[str]]:
             lines += _figure_section(item, out, _command("python", "-m", "analysis.plots", table, "--out", target, "--only", item.name))
         lines += [f"Not drawn: {reason}" for reason in skipped] + ([""] if skipped else [])
     lines += ["## Communication", "", f"Every complete run under `{results}`, by protocol, beside published MPC-training volumes "
-              "(`analysis/mpc/published_mpc_volumes.csv`, copied from the shared `published_mpc_training.csv` with its sources).", ""]
+              "(`analysis/published_mpc/published_mpc_volumes.csv`, copied from the shared `published_mpc_training.csv` with its sources).", ""]
     written, skipped = plot_runs([results], out / "communication", only=["communication"])
     for item in written:
         lines += _figure_section(item, out, _command("python", "-m", "analysis.plots", results, "--only", "communication", "--out", out / "communication"))

@@ -19,7 +19,7 @@ MODULE_LAYERS = {
     "core": ["testbed", "testbed.registry", "testbed.config", "testbed.messages", "testbed.logit_map", "testbed.files", "testbed.seeding",
              "testbed.metrics", "testbed.timing", "testbed.memory"],
     "plug-in": ["testbed.datasets", "testbed.splits", "testbed.models", "testbed.attackers", "testbed.shares", "testbed.plugins", "testbed.filters",
-                "testbed.schemes", "testbed.protocols", "testbed.mpc", "attacks"],
+                "testbed.schemes", "testbed.protocols", "testbed.mpc_cost", "attacks"],
     "engine": ["testbed.party", "testbed.training", "testbed.cluster", "testbed.inprocess", "testbed.driver", "testbed.results", "testbed.run", "testbed.cli"],
     "analysis": ["analysis"],
     "bench": ["bench"],
