@@ -49,6 +49,17 @@ def write_atomic(path: Path, text: str) -> None:
         os.fsync(handle.fileno())
 
 
+def read_json_lines(path: Path) -> list[Any]:
+    """The rows of a JSON-lines file, up to a torn last line left by a crash (ignored)."""
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
 _COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
 
 

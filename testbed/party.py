@@ -30,6 +30,7 @@ from testbed.metrics import Harm, answer_harm, filter_quality, kl_divergence, so
 from testbed.models import predict
 from testbed.protocols.base import PartyInterface
 from testbed.registry import FILTERS, MODELS, PROTOCOLS, SCHEMES
+from testbed.result_schema import Evaluation, FilterAudit
 from testbed.schemes.base import SecureInferenceScheme
 from testbed.seeding import derived_seed, seeded_rng
 from testbed.shares import party_data
@@ -145,7 +146,7 @@ class Party(PartyInterface):
         full_logits[self.queried], full_weights[self.queried] = logits, weights
         return PeerGuidance(full_logits, full_weights)
 
-    def audit(self, peer: str, truth: AnswerTruth) -> dict[str, float]:
+    def audit(self, peer: str, truth: AnswerTruth) -> FilterAudit:
         """Simulator only: how our filters treated ``peer``'s last answer, against its clean twin.
 
         The truth arrives here from the driver after filtering and never reaches ``receive`` or ``train``.
@@ -160,10 +161,8 @@ class Party(PartyInterface):
             harm = answer_harm(view.peer_logits, truth.twin_logits, view.temperature, truth.target)
             twin_distilled = rewritten(filters, PredictionView(truth.twin_logits, view.own_logits, view.labels, view.temperature))
             distilled = kl_divergence(softmax(guidance.logits, view.temperature), softmax(twin_distilled, view.temperature))
-        quality = filter_quality(guidance.weights, harm, distilled)
-        for f in filters:
-            quality.update(f.state())
-        return quality
+        states = {key: value for f in filters for key, value in f.state().items()}
+        return FilterAudit(**filter_quality(guidance.weights, harm, distilled), **states)
 
     @contextmanager
     def _timed_scheme(self, scheme: SecureInferenceScheme, phase: str) -> Iterator[None]:
@@ -187,17 +186,16 @@ class Party(PartyInterface):
                 self.scheduler.step()
             return loss
 
-    def evaluate(self) -> dict[str, float | dict[str, float] | None]:
+    def evaluate(self) -> Evaluation:
         with self.stopwatch.timed("evaluate"):
             by_attack = {key: success_rate(predict(self.model, probe.x).argmax(1), probe.target) for key, probe in self.probes.items()}
-            return {
-                "accuracy": accuracy(self.model, self.test.x, self.test.y),
+            return Evaluation(
+                accuracy=accuracy(self.model, self.test.x, self.test.y),
                 # One number only where it is unambiguous: with several targeted attacks, each has its own.
-                "asr": next(iter(by_attack.values())) if len(by_attack) == 1 else None,
-                "asr_by_attack": by_attack,
-                # of the whole process: per party when parties are Ray actors, shared in-process
-                "peak_rss_mb": peak_rss_mb(),
-            }
+                asr=next(iter(by_attack.values())) if len(by_attack) == 1 else None,
+                asr_by_attack=by_attack,
+                peak_rss_mb=peak_rss_mb(),
+            )
 
     def take_timings(self) -> dict[str, float]:
         return self.stopwatch.take()

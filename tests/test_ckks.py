@@ -187,7 +187,7 @@ def test_three_heterogeneous_parties_with_a_swapping_one_run_in_real_ckks(tmp_pa
         return parties[0]
 
     summary = run_scenario(parse_scenario(THREE_PARTIES_SWAP), RunDirectory(tmp_path / "run"), progress=False, placement=placement)
-    assert set(summary["parties"]) == {"A", "B", "C"}
+    assert set(summary.parties) == {"A", "B", "C"}
     answers = parties[0].answers
     assert len(answers) == 2 * 2  # B answers A and C in each of the two exchange epochs
     swap = [2, 1, 0]

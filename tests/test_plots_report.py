@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from clitools import make_summary
 
 from analysis import plots, report
 from analysis.load import AggregationError, aggregate, load_runs, load_summaries
@@ -29,14 +30,16 @@ def write_run(path, seed: int, accuracies: list[float], state: str = "complete",
                 "parties": {"A": {"role": "honest", "samples": 40, "filters": []}, "B": {"role": "malicious", "samples": 60, "filters": []}}}
     (path / "scenario.yaml").write_text(yaml.safe_dump(scenario))
     (path / "status.json").write_text(json.dumps({"state": state, "error": None}))
-    lines = [{"epoch": 0, "party": p, "bytes_sent": 100} for p in "AB"]
+    traffic = {"bytes_sent": 100, "bytes_received": 100, "messages_sent": 1, "messages_received": 1}
+    lines = [{"epoch": 0, "party": p, **traffic} for p in "AB"]
     for epoch, accuracy in enumerate(accuracies, start=1):
-        lines.append({"epoch": epoch, "party": "A", "accuracy": accuracy, "asr": None, "filter": {"kept": kept, "by_peer": {"B": {"kept": kept}}}})
-        lines.append({"epoch": epoch, "party": "B", "accuracy": 0.1, "asr": None, "filter": None})
+        lines.append({"epoch": epoch, "party": "A", "accuracy": accuracy, "asr": None, "filter": {"kept": kept, "by_peer": {"B": {"kept": kept}}}, **traffic})
+        lines.append({"epoch": epoch, "party": "B", "accuracy": 0.1, "asr": None, "filter": None, **traffic})
     (path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     if state == "complete":
         communication = {"setup_bytes": 1000, "bytes_per_epoch": 50, "exchange_epochs": len(accuracies) - 1, "rounds_per_epoch": 1}
-        (path / "summary.json").write_text(json.dumps({"scenario": "t", "dataset": "synthetic", "protocol": "smule", "communication": communication}))
+        summary = make_summary({"A": {}, "B": {"role": "malicious"}}, communication, seed=seed, epochs=len(accuracies))
+        (path / "summary.json").write_text(json.dumps(summary.written()))
 
 
 def test_aggregate_means_stds_and_counts_over_seeds():

@@ -16,7 +16,7 @@ import zipfile
 import pandas as pd
 import pytest
 import yaml
-from clitools import BASE, ROOT, call, load_bench
+from clitools import BASE, ROOT, call, load_bench, make_summary
 from PIL import Image
 
 from analysis import plots, privacy, regress, report
@@ -29,9 +29,11 @@ from testbed.cli import interruptible
 from testbed.cluster import _signals_deferred, ray_utils
 from testbed.config import ScenarioError, parse_scenario
 from testbed.datasets import load_data
+from testbed.files import read_json_lines
 from testbed.inprocess import InProcessParties
 from testbed.memory import machine_memory_mb
-from testbed.results import RunDirectory, read_lines, read_status
+from testbed.result_schema import Summary
+from testbed.results import RunDirectory, read_status
 from testbed.run import main
 
 
@@ -248,8 +250,7 @@ def test_9_an_axis_named_after_a_table_column_is_refused(tmp_path, monkeypatch, 
 
 
 def test_9_protocol_and_scheme_axes_label_their_rows():
-    summary = {"seed": 0, "protocol": "smule", "scheme": "ckks", "communication": {"bytes_per_epoch": 1, "setup_bytes": 2},
-               "parties": {"A": {"role": "honest", "accuracy": 0.9, "asr": None}}}
+    summary = make_summary({"A": {"role": "honest", "accuracy": 0.9, "asr": None}}, {"bytes_per_epoch": 1, "setup_bytes": 2}, scheme="ckks")
     (row,) = summary_rows({"protocol": "smule_nofilter", "scheme": "ckks_real"}, summary)
     assert (row["party"], row["protocol"], row["scheme"]) == ("A", "smule_nofilter", "ckks_real")
 
@@ -405,14 +406,14 @@ def test_19_every_targeted_attack_has_its_own_asr_in_the_summary_and_metrics(tmp
     probes = success_probes(scenario, load_data(scenario))
     assert list(probes) == ["B/backdoor_patch", "D/label_flip"]
     assert (probes["B/backdoor_patch"].target, probes["D/label_flip"].target) == (1, 2)
-    for name, party in summary["parties"].items():
-        assert party["asr"] is None  # ambiguous with two attacks
-        assert set(party["asr_by_attack"]) == {"B/backdoor_patch", "D/label_flip"}
-        assert all(0.0 <= v <= 1.0 for v in party["asr_by_attack"].values())
-    lines = [m for m in read_lines(tmp_path / "run" / "metrics.jsonl") if m["epoch"] == 2]
-    assert {m["party"]: m["asr_by_attack"] for m in lines} == {n: p["asr_by_attack"] for n, p in summary["parties"].items()}
+    for name, party in summary.parties.items():
+        assert party.asr is None  # ambiguous with two attacks
+        assert set(party.asr_by_attack) == {"B/backdoor_patch", "D/label_flip"}
+        assert all(0.0 <= v <= 1.0 for v in party.asr_by_attack.values())
+    lines = [m for m in read_json_lines(tmp_path / "run" / "metrics.jsonl") if m["epoch"] == 2]
+    assert {m["party"]: m["asr_by_attack"] for m in lines} == {n: p.asr_by_attack for n, p in summary.parties.items()}
     # The success of the label flip is what D's probe measures: source-class samples called the target.
-    flipped = summary["parties"]["A"]["asr_by_attack"]["D/label_flip"]
+    flipped = summary.parties["A"].asr_by_attack["D/label_flip"]
     assert flipped * len(probes["D/label_flip"].x) == pytest.approx(round(flipped * len(probes["D/label_flip"].x)))
 
 
@@ -424,13 +425,13 @@ def test_19_one_targeted_attack_keeps_the_single_asr_and_kinds_twice_get_a_suffi
     single = parse_scenario(raw, ["parties.B.attacks=[{kind: label_flip, rate: 0.1, source: 0, target: 1}]"])
     party = InProcessParties(single)["A"]
     result = party.evaluate()
-    assert list(result["asr_by_attack"]) == ["B/label_flip"] and result["asr"] == result["asr_by_attack"]["B/label_flip"]
+    assert list(result.asr_by_attack) == ["B/label_flip"] and result.asr == result.asr_by_attack["B/label_flip"]
 
 
-def _two_attack_summary(asr_a: dict, asr_b: dict) -> dict:
-    return {"seed": 0, "protocol": "smule", "scheme": "plaintext", "communication": {"bytes_per_epoch": 1, "setup_bytes": 2, "messages_per_epoch": 2, "rounds_per_epoch": 1},
-            "parties": {"A": {"role": "honest", "accuracy": 0.9, "asr": None, "asr_by_attack": asr_a},
-                        "B": {"role": "malicious", "accuracy": 0.8, "asr": None, "asr_by_attack": asr_b}}}
+def _two_attack_summary(asr_a: dict, asr_b: dict) -> Summary:
+    return make_summary({"A": {"role": "honest", "accuracy": 0.9, "asr": None, "asr_by_attack": asr_a},
+                         "B": {"role": "malicious", "accuracy": 0.8, "asr": None, "asr_by_attack": asr_b}},
+                        {"bytes_per_epoch": 1, "setup_bytes": 2, "messages_per_epoch": 2, "rounds_per_epoch": 1})
 
 
 def test_19_sweep_tables_regression_and_plots_read_each_attack():
