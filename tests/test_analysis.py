@@ -7,7 +7,8 @@ import pytest
 import yaml
 from clitools import make_summary
 
-from analysis.plots import harm_figure, plan, table_axes
+from analysis.figures import harm_figure
+from analysis.plot_axes import plan, table_axes
 from analysis.sweep import RunsFailed, finished_results, rate_zero, run_sweep, scenario_key, variants, varying_keys
 from analysis.sweep import main as sweep_main
 from testbed.config import load_scenario, parse_scenario

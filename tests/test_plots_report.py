@@ -8,9 +8,11 @@ import pytest
 import yaml
 from clitools import make_summary
 
-from analysis import plots, report
+from analysis import figures, plots, report
+from analysis.communication import communication_rows
+from analysis.figures import harm_figure, metric_figure
 from analysis.load import AggregationError, aggregate, load_runs, load_summaries
-from analysis.plots import communication_rows, harm_figure, metric_figure, plan, table_axes
+from analysis.plot_axes import plan, table_axes
 
 
 def table_rows(axes: dict, seed: int, accuracy: float, asr_delta: float | None = 0.0, kept: float | None = 1.0) -> list[dict]:
@@ -121,7 +123,7 @@ def test_rate_axis_is_drawn_as_lines_in_percent():
 def test_filter_figure_uses_honest_filtering_parties():
     rows = [row for seed in range(2) for defence, kept in (("none", 1.0), ("agreement", 0.8 + 0.1 * seed)) for row in table_rows({"defence": defence}, seed, 0.9, kept=kept)]
     table = pd.DataFrame(rows).astype({"seed": str})
-    _, stats = metric_figure(table, plan(table, table_axes(table)), plots.FILTERS, "t")
+    _, stats = metric_figure(table, plan(table, table_axes(table)), figures.FILTERS, "t")
     assert stats.set_index("defence")["filter_kept_mean"].to_dict() == pytest.approx({"none": 1.0, "agreement": 0.85})
 
 

@@ -19,7 +19,7 @@ import yaml
 from clitools import BASE, ROOT, call, load_bench, make_summary
 from PIL import Image
 
-from analysis import plots, privacy, regress, report
+from analysis import figures, plot_axes, plots, privacy, regress, report
 from analysis import sweep as sweep_cli
 from analysis.regress import invariants, metrics_of, read_baseline
 from analysis.sweep import summary_rows
@@ -451,8 +451,8 @@ def test_19_sweep_tables_regression_and_plots_read_each_attack():
     assert any("honest A's ASR delta +0.200 (B/backdoor_patch)" in text and not holds for text, holds in checks.items())
     # The harm figure draws one ASR row per attack where a run has several.
     table = pd.DataFrame([{**row, "seed": str(seed)} for seed in range(2) for row in summary_rows({"defence": "none"}, run, rate0)])
-    assert [m.column for m in plots.asr_metrics(table)] == ["asr_delta:B/backdoor_patch", "asr_delta:D/label_flip"]
-    fig, stats = plots.harm_figure(table, plots.plan(table, plots.table_axes(table)))
+    assert [m.column for m in figures.asr_metrics(table)] == ["asr_delta:B/backdoor_patch", "asr_delta:D/label_flip"]
+    fig, stats = figures.harm_figure(table, plot_axes.plan(table, plot_axes.table_axes(table)))
     assert stats["asr_delta:B/backdoor_patch_mean"].item() == pytest.approx(0.20) and len(fig.axes) == 4
     single = table.drop(columns=[c for c in table if c.endswith("D/label_flip")])
-    assert [m.column for m in plots.asr_metrics(single)] == ["asr_delta"]
+    assert [m.column for m in figures.asr_metrics(single)] == ["asr_delta"]
