@@ -22,7 +22,7 @@ from PIL import Image
 
 from analysis import compare, frontier, gain, plots, privacy, regress, report, robustness
 from analysis import sweep as sweep_cli
-from analysis.privacy import prepare_out
+from analysis.privacy_runs import prepare_out
 
 def fuzzed(main, args: list[str], box) -> int:
     inputs = box.snapshot()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.privacy import run_protocol
+from analysis.privacy_runs import run_protocol
 from analysis.regress import invariants
 from testbed.config import ScenarioError, parse_scenario
 from testbed.inprocess import InProcessParties
