@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from testbed.registry import PROTOCOLS
+
 PROTOCOL_LABELS = {"smule": "SMuLe", "fedavg": "FedAvg (model exchange)", "local": "local", "joint": "joint"}
 #: Bars from top to bottom: SMuLe (CKKS first), the baselines, then anything else.
 SCHEME_LABELS = {"ckks": "CKKS"}
@@ -25,8 +27,10 @@ def communication_rows(summaries: pd.DataFrame) -> tuple[pd.DataFrame, list[str]
         protocol = run["protocol.kind"]
         where = str(Path(run["run"]).parent)
         base = {"scenario": run["scenario"], "dataset": run["dataset"], "samples": run["samples"], "epochs": run["epochs"], "where": where}
-        if protocol == "joint":
-            for kind, label in (("measured", "joint MPC training, measured (CrypTen)"), ("model", "joint MPC training, modelled (cost model)")):
+        name = PROTOCOL_LABELS.get(protocol, protocol)
+        # A protocol that reports MPC training traffic (the joint baseline) sends no messages of its own.
+        if pd.notna(run.get("mpc_bytes_per_epoch_model")):
+            for kind, label in (("measured", f"{name} MPC training, measured (CrypTen)"), ("model", f"{name} MPC training, modelled (cost model)")):
                 per_epoch = run.get(f"mpc_bytes_per_epoch_{kind}")
                 reason = run.get("mpc_measured_unavailable") if kind == "measured" else None
                 rows.append({**base, "label": label, "kind": "modelled" if kind == "model" else "measured", "per_epoch": per_epoch,
@@ -34,11 +38,11 @@ def communication_rows(summaries: pd.DataFrame) -> tuple[pd.DataFrame, list[str]
                              "missing": "" if pd.notna(per_epoch) else f"unavailable: {reason.split(' (')[0] if isinstance(reason, str) else 'not in the summary'}"})
         elif run["bytes_per_epoch"] > 0:
             scheme = SCHEME_LABELS.get(run["scheme.kind"], run["scheme.kind"]) + (f" ({run['scheme.mode']} mode)" if isinstance(run.get("scheme.mode"), str) else "")
-            label = f"SMuLe, {scheme}" if protocol == "smule" else PROTOCOL_LABELS.get(protocol, protocol)
+            label = f"{name}, {scheme}" if exchanges_answers(protocol) else name
             rows.append({**base, "label": label, "kind": "measured", "per_epoch": run["bytes_per_epoch"],
                          "per_run": run["setup_bytes"] + run["bytes_per_epoch"] * run["exchange_epochs"], "missing": ""})
         else:
-            notes.append(f"{PROTOCOL_LABELS.get(protocol, protocol)} sends nothing [{where}]")
+            notes.append(f"{name} sends nothing [{where}]")
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame, sorted(set(notes))
@@ -57,3 +61,13 @@ def communication_rows(summaries: pd.DataFrame) -> tuple[pd.DataFrame, list[str]
     out["scenarios"] = grouped["scenario"].agg(lambda names: ", ".join(sorted(set(names))))
     out["where"] = grouped["where"].agg(lambda w: ", ".join(sorted(set(w))))
     return out.reset_index().drop(columns=["rank", "_per_epoch", "_per_run"]), sorted(set(notes))
+
+
+def exchanges_answers(protocol: str) -> bool:
+    """Whether the secure-inference scheme carries ``protocol``'s traffic: its peers exchange
+    answers (SMuLe's blind predictions), as the protocol says; a kind this process does not know
+    (a user's plug-in not imported here) is drawn without its scheme."""
+    try:
+        return PROTOCOLS.get(protocol).audits_answers
+    except ValueError:
+        return False
