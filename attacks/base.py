@@ -33,7 +33,7 @@ class PoisonedData:
 
 @dataclass(frozen=True)
 class SuccessProbe:
-    """Test inputs whose classification as ``target`` counts as attack success (README, "Attacks")."""
+    """Test inputs whose classification as ``target`` counts as attack success (docs/scenarios.md, "Attacks")."""
 
     x: np.ndarray
     target: int

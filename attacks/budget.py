@@ -7,7 +7,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
-Rate = Annotated[float, Field(ge=0.0, le=1.0, description="share of the samples attacked (see choose)")]
+Rate = Annotated[float, Field(ge=0.0, le=1.0, description="budget: round(rate * n) samples are attacked, n the party's training samples (poisoning) or the samples queried each epoch (manipulation), at most the eligible ones")]
 
 
 def budget(eligible: np.ndarray, rate: float) -> int:

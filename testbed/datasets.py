@@ -127,11 +127,11 @@ class Synthetic(Dataset):
     """Gaussian class clusters as tiny images: for fast tests."""
 
     class Params(Params):
-        train_samples: int = Field(400, ge=2, le=1_000_000)
-        test_samples: int = Field(200, ge=2, le=1_000_000)
-        classes: int = Field(4, ge=2, le=100)
+        train_samples: int = Field(400, ge=2, le=1_000_000, description="size of the train pool the parties split")
+        test_samples: int = Field(200, ge=2, le=1_000_000, description="size of the clean test set")
+        classes: int = Field(4, ge=2, le=100, description="number of classes, one Gaussian cluster each")
         side: int = Field(4, ge=2, le=32, description="images are 1 x side x side")
-        separation: float = Field(1.0, gt=0)
+        separation: float = Field(1.0, gt=0, description="distance between the cluster centres, in standard deviations of the noise")
 
     def train_pool_size(self) -> int:
         return self.params.train_samples

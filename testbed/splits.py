@@ -44,7 +44,7 @@ class DirichletSplit(Split):
     """
 
     class Params(Params):
-        alpha: float = Field(0.5, gt=0)
+        alpha: float = Field(0.5, gt=0, description="Dirichlet concentration: smaller is more skewed")
 
     def assign(self, labels, sizes, classes, rng):
         remaining = [list(rng.permutation(np.flatnonzero(labels == c))) for c in range(classes)]
