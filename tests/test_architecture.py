@@ -20,7 +20,8 @@ MODULE_LAYERS = {
              "testbed.metrics", "testbed.timing", "testbed.memory", "testbed.result_schema"],
     "plug-in": ["testbed.datasets", "testbed.splits", "testbed.models", "testbed.attackers", "testbed.shares", "testbed.plugins", "testbed.filters",
                 "testbed.schemes", "testbed.protocols", "testbed.mpc_cost", "attacks"],
-    "engine": ["testbed.party", "testbed.training", "testbed.cluster", "testbed.inprocess", "testbed.driver", "testbed.results", "testbed.run", "testbed.cli"],
+    "engine": ["testbed.party", "testbed.training", "testbed.cluster", "testbed.inprocess", "testbed.driver", "testbed.results", "testbed.run", "testbed.cli",
+               "testbed.docs"],
     "analysis": ["analysis"],
     "bench": ["bench"],
 }

@@ -24,7 +24,7 @@ def test_every_bench_script_is_checked():
 
 @pytest.mark.parametrize("script", sorted(REFUSED))
 def test_a_bench_script_run_as_a_program_exits_2_naming_the_bad_argument(script, tmp_path):
-    """As the README runs them (``python bench/X.py``), from another directory: the exit status is
+    """As docs/analysis.md runs them (``python bench/X.py``), from another directory: the exit status is
     the command's, the message names the argument, and nothing is written."""
     args, named = REFUSED[script]
     done = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
