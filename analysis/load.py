@@ -172,8 +172,9 @@ def _scenario(text: str) -> dict:
     return scenario
 
 
-def _read(read: Callable[[Path], Any], path: Path) -> Any:
-    """``read(path)`` (a loader of :mod:`testbed.result_schema`), its error as a :class:`TableError`."""
+def read_result(read: Callable[[Path], Any], path: Path) -> Any:
+    """``read(path)`` (a loader of :mod:`testbed.result_schema`), its error a :class:`TableError`:
+    results a command cannot read are bad input (exit 2), named with the file, version and key."""
     try:
         return read(path)
     except ResultsError as err:
@@ -190,7 +191,7 @@ def load_runs(paths: Iterable[Path | str]) -> pd.DataFrame:
     settings = _settings(runs) if runs else pd.DataFrame()
     parts = []
     for i, run in enumerate(runs):
-        metrics = pd.json_normalize([record.written() for record in _read(read_epochs, run / "metrics.jsonl")], sep="_")
+        metrics = pd.json_normalize([record.written() for record in read_result(read_epochs, run / "metrics.jsonl")], sep="_")
         # A null ``filter`` survives flattening as its own column beside the filter_* ones.
         metrics = metrics.drop(columns=[c for c in metrics if any(o.startswith(f"{c}_") for o in metrics)])
         metrics["role"] = metrics["party"].map(settings.attrs["roles"][i])
@@ -208,7 +209,7 @@ def load_summaries(paths: Iterable[Path | str]) -> pd.DataFrame:
     settings = _settings(runs) if runs else pd.DataFrame()
     rows = []
     for i, run in enumerate(runs):
-        summary = _read(read_summary, run / SUMMARY)
+        summary = read_result(read_summary, run / SUMMARY)
         comm = {k: v for k, v in summary.communication.written().items() if not isinstance(v, dict)}
         rows.append({**settings.iloc[i].to_dict(), "scenario": summary.scenario, "dataset": summary.dataset,
                      "samples": settings.attrs["samples"][i], **comm})

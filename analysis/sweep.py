@@ -42,7 +42,7 @@ import ray
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tqdm import tqdm
 
-from analysis.load import BOOKKEEPING, flatten, is_measurement
+from analysis.load import BOOKKEEPING, flatten, is_measurement, read_result
 from testbed.cli import UsageError, at_least, output, path_argument, run_command
 from testbed.config import Scenario, ScenarioError, load_scenario, parse_scenario, read_yaml
 from testbed.files import check_component, prepare_output, write_atomic
@@ -314,7 +314,7 @@ def summaries(names: list[str], reference_dirs: dict[str, str], out: Path, faile
     """``{name: (summary, rate-0 summary or None)}`` read from ``out`` (``None`` for a failed run)."""
 
     def summary(name: str) -> Summary | None:
-        return None if name in failed else read_summary(out / name / SUMMARY)
+        return None if name in failed else read_result(read_summary, out / name / SUMMARY)
 
     return {name: (summary(name), summary(reference_dirs[name]) if name in reference_dirs else None) for name in names}
 

@@ -8,7 +8,8 @@ import pytest
 from clitools import make_summary
 from pydantic import ValidationError
 
-from analysis.sweep import summary_rows
+from analysis.load import TableError
+from analysis.sweep import summaries, summary_rows
 from testbed.files import to_json
 from testbed.result_schema import SCHEMA_VERSION, EpochRecord, Evaluation, PartyEpoch, PartySummary, ResultsError, read_epochs, read_summary
 
@@ -97,3 +98,14 @@ def test_records_keep_the_keys_their_writer_gave_and_stay_strict_json(tmp_path):
     summary = make_summary({"A": {"filter": {"kept": 0.5, "trust": 0.8, "by_peer": {"B": {"kept": 0.5, "trust": 0.8}}}}})
     again = read_summary(write(tmp_path / "summary.json", json.loads(to_json(summary.written()))))
     assert again == summary and again.parties["A"].filter.trust == 0.8  # a filter's own state keeps its name
+
+
+def test_an_unreadable_summary_is_bad_input_for_the_analysis_commands(tmp_path):
+    """A sweep, comparison or bench table over results it cannot read exits 2 naming the file."""
+    raw = json.loads(json.dumps(FIRST_SUMMARY))
+    del raw["parties"]["B"]["accuracy"]
+    (tmp_path / "run").mkdir()
+    write(tmp_path / "run" / "summary.json", raw)
+    with pytest.raises(TableError, match="run/summary.json: not a summary of schema version 0 \\(parties.B.accuracy: required key is missing\\)"):
+        summaries(["run"], {}, tmp_path)
+    assert summaries(["run"], {}, tmp_path, failed=frozenset({"run"})) == {"run": (None, None)}
