@@ -87,11 +87,17 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(value)
 
 
+#: The packages whose components the tables list: the built-ins, not a user's plug-ins.
+PROJECT = ("testbed.", "attacks.")
+
+
 def table(registry: Registry) -> str:
-    """The markdown table of every kind registered in ``registry``, one row per kind and per parameter."""
+    """The markdown table of every built-in kind of ``registry``, one row per kind and per parameter."""
     rows = ["| kind | parameter | default | allowed | description |", "|---|---|---|---|---|"]
     for name in registry.names():
         cls = registry.get(name)
+        if not cls.__module__.startswith(PROJECT):
+            continue
         rows.append(f"| **`{name}`** | | | | {what_it_does(cls)} |")
         properties = cls.Params.model_json_schema().get("properties", {})
         for key, field in cls.Params.model_fields.items():

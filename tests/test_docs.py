@@ -39,10 +39,11 @@ def test_a_document_without_a_registry_s_table_is_refused_naming_it(tmp_path):
 
 def test_every_component_says_what_it_does_and_every_parameter_what_it_is():
     load_builtins()
-    missing = [f"{registry.what} {name}.{key}" for registry in docs.REGISTRIES.values() for name in registry.names()
-               for key, field in registry.get(name).Params.model_fields.items() if not field.description]
+    built_in = [registry.get(name) for registry in docs.REGISTRIES.values() for name in registry.names()
+                if registry.get(name).__module__.startswith(docs.PROJECT)]
+    missing = [f"{cls.kind}.{key}" for cls in built_in for key, field in cls.Params.model_fields.items() if not field.description]
     assert missing == [], "give these Params fields a description"
-    assert all(docs.what_it_does(registry.get(name)) for registry in docs.REGISTRIES.values() for name in registry.names())
+    assert len(built_in) > 30 and all(docs.what_it_does(cls) for cls in built_in)
 
 
 @pytest.mark.parametrize("schema, words", [
@@ -90,3 +91,17 @@ def test_doc_links_between_docs_hold():
 def test_no_path_of_a_developer_s_machine_in_the_docs():
     for page in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
         assert not re.search(r"/(work|home|root|tmp)/\w", page.read_text(encoding="utf-8")), page.name
+
+
+def test_a_user_s_plug_in_is_not_listed_among_the_built_ins():
+    from testbed.protocols.base import TrainingProtocol
+    from testbed.registry import PROTOCOLS
+
+    class Mine(TrainingProtocol):
+        """A protocol of a user's own."""
+
+    PROTOCOLS.register("mine_for_the_docs_test")(Mine)
+    try:
+        assert "mine_for_the_docs_test" not in docs.table(PROTOCOLS) and "`smule`" in docs.table(PROTOCOLS)
+    finally:
+        del PROTOCOLS._own["mine_for_the_docs_test"]
