@@ -105,3 +105,12 @@ def test_a_user_s_plug_in_is_not_listed_among_the_built_ins():
         assert "mine_for_the_docs_test" not in docs.table(PROTOCOLS) and "`smule`" in docs.table(PROTOCOLS)
     finally:
         del PROTOCOLS._own["mine_for_the_docs_test"]
+
+
+def test_every_repository_path_the_docs_name_exists():
+    """A module renamed or moved leaves no stale path in the README or docs/ (results files and
+    paths under results/ are what a run writes, not repository files)."""
+    pattern = re.compile(r"`((?:testbed|attacks|analysis|bench|scenarios|tests|docs)/[\w./-]+\.(?:py|csv|yaml|md))`")
+    for page in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for path in pattern.findall(page.read_text(encoding="utf-8")):
+            assert (ROOT / path).exists(), f"{page.name}: {path}"
