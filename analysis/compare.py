@@ -20,11 +20,10 @@ import pandas as pd
 from analysis.sweep import RunsFailed, run_grid, run_on_ray, write_table
 from testbed.cli import add_set_argument, at_least, output, path_argument
 from testbed.config import load_scenario
+from testbed.result_schema import Communication, Summary
 
-MPC_COLUMNS = [
-    "mpc_bytes_per_epoch_measured", "mpc_rounds_per_epoch_measured", "mpc_source_measured", "mpc_measured_unavailable",
-    "mpc_bytes_per_epoch_model", "mpc_rounds_per_epoch_model", "mpc_source_model",
-]
+#: The joint baseline's MPC training traffic, as the summary names it.
+MPC_COLUMNS = [column for column in Communication.model_fields if column.startswith("mpc_")]
 
 
 def protocol_variants(scenario_path: Path, overrides: list[str]) -> dict[str, list[str]]:
@@ -39,15 +38,15 @@ def protocol_variants(scenario_path: Path, overrides: list[str]) -> dict[str, li
     }
 
 
-def comparison_row(name: str, summary: dict, reference: dict | None) -> dict:
+def comparison_row(name: str, summary: Summary, reference: Summary | None) -> dict:
     """Honest parties' means; with the rate-0 ``reference``, the attack's deltas against it."""
-    honest = [n for n, p in summary["parties"].items() if p["role"] == "honest"]
+    honest = summary.honest()
 
-    def mean_of(result: dict, key: str) -> float | None:
-        values = [result["parties"][n][key] for n in honest if result["parties"][n][key] is not None]
+    def mean_of(result: Summary, key: str) -> float | None:
+        values = [getattr(result.parties[n], key) for n in honest if getattr(result.parties[n], key) is not None]
         return sum(values) / len(values) if values else None
 
-    comm = summary["communication"]
+    comm = summary.communication
     accuracy, asr = mean_of(summary, "accuracy"), mean_of(summary, "asr")
     base = reference or summary
     asr_rate0 = mean_of(base, "asr")
@@ -57,10 +56,10 @@ def comparison_row(name: str, summary: dict, reference: dict | None) -> dict:
         "asr": asr,
         "accuracy_delta": accuracy - mean_of(base, "accuracy"),
         "asr_delta": None if asr is None or asr_rate0 is None else asr - asr_rate0,
-        "bytes_per_epoch": comm["bytes_per_epoch"],
-        "rounds_per_epoch": comm["rounds_per_epoch"],
-        "setup_bytes": comm["setup_bytes"],
-        **{column: comm.get(column) for column in MPC_COLUMNS},
+        "bytes_per_epoch": comm.bytes_per_epoch,
+        "rounds_per_epoch": comm.rounds_per_epoch,
+        "setup_bytes": comm.setup_bytes,
+        **{column: getattr(comm, column) for column in MPC_COLUMNS},
     }
 
 

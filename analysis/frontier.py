@@ -41,9 +41,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.plots import BOOKKEEPING, PlotError, read_table, save, table_axes
+from analysis.figures import save
+from analysis.load import BOOKKEEPING
+from analysis.plot_axes import PlotError, read_table, table_axes
 from testbed.cli import UsageError, output, path_argument
-from testbed.results import write_atomic
+from testbed.files import write_atomic
 
 DEFENCE, ATTACK, SEED = "defence", "attack", "seed"
 LOCAL, NONE = "local", "none"

@@ -21,9 +21,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from analysis.frontier import DEFENCE, NONE, FrontierError, gain_points, read_tables
-from analysis.plots import save
+from analysis.figures import save
 from testbed.cli import UsageError, output, path_argument
-from testbed.results import write_atomic
+from testbed.files import write_atomic
 
 REPORT = "gain.md"
 

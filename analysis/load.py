@@ -27,7 +27,8 @@ import pandas as pd
 import yaml
 
 from testbed.cli import UsageError
-from testbed.results import STATUS, SUMMARY, read_lines, read_status
+from testbed.result_schema import ResultsError, read_epochs, read_summary
+from testbed.results import STATUS, SUMMARY, read_status
 
 #: Where analysis.sweep puts each attacked run's rate-0 twin; those runs carry no axes.
 REFERENCE_DIR = "rate0"
@@ -171,11 +172,13 @@ def _scenario(text: str) -> dict:
     return scenario
 
 
-def _summary(text: str) -> dict:
-    summary = json.loads(text)
-    if not isinstance(summary, dict) or not isinstance(summary.get("communication"), dict) or not {"scenario", "dataset"} <= set(summary):
-        raise ValueError("no scenario, dataset and communication")
-    return summary
+def read_result(read: Callable[[Path], Any], path: Path) -> Any:
+    """``read(path)`` (a loader of :mod:`testbed.result_schema`), its error a :class:`TableError`:
+    results a command cannot read are bad input (exit 2), named with the file, version and key."""
+    try:
+        return read(path)
+    except ResultsError as err:
+        raise TableError(str(err)) from None
 
 
 def _parties(scenario: dict[str, object]) -> list[str]:
@@ -188,7 +191,7 @@ def load_runs(paths: Iterable[Path | str]) -> pd.DataFrame:
     settings = _settings(runs) if runs else pd.DataFrame()
     parts = []
     for i, run in enumerate(runs):
-        metrics = pd.json_normalize(read_lines(run / "metrics.jsonl"), sep="_")
+        metrics = pd.json_normalize([record.written() for record in read_result(read_epochs, run / "metrics.jsonl")], sep="_")
         # A null ``filter`` survives flattening as its own column beside the filter_* ones.
         metrics = metrics.drop(columns=[c for c in metrics if any(o.startswith(f"{c}_") for o in metrics)])
         metrics["role"] = metrics["party"].map(settings.attrs["roles"][i])
@@ -206,9 +209,9 @@ def load_summaries(paths: Iterable[Path | str]) -> pd.DataFrame:
     settings = _settings(runs) if runs else pd.DataFrame()
     rows = []
     for i, run in enumerate(runs):
-        summary = read_run_file(run / SUMMARY, _summary)
-        comm = {k: v for k, v in summary["communication"].items() if not isinstance(v, dict)}
-        rows.append({**settings.iloc[i].to_dict(), "scenario": summary["scenario"], "dataset": summary["dataset"],
+        summary = read_result(read_summary, run / SUMMARY)
+        comm = {k: v for k, v in summary.communication.written().items() if not isinstance(v, dict)}
+        rows.append({**settings.iloc[i].to_dict(), "scenario": summary.scenario, "dataset": summary.dataset,
                      "samples": settings.attrs["samples"][i], **comm})
     frame = pd.DataFrame(rows)
     frame.attrs.update(axes=settings.attrs.get("axes", []), scenario_keys=settings.attrs.get("scenario_keys", []), skipped=skipped)

@@ -26,7 +26,7 @@ from analysis.load import read_csv, read_run_file  # noqa: E402
 from analysis.membership import FPRS, fpr_name  # noqa: E402
 from testbed.cli import UsageError  # noqa: E402
 from testbed.files import atomic_path  # noqa: E402
-from testbed.results import write_atomic  # noqa: E402
+from testbed.files import write_atomic  # noqa: E402
 
 ATTACKS = {"loss": "loss threshold", "lira": "offline LiRA"}
 METRICS = ["auc"] + [f"tpr_at_{fpr_name(f)}" for f in FPRS]

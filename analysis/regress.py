@@ -32,11 +32,14 @@ import pandas as pd
 
 from analysis.load import TableError, read_csv
 from analysis.sweep import RunsFailed, run_on_ray, run_scenarios, summary_rows
+from testbed.attackers import success_probe
 from testbed.cli import UsageError, at_least, output, path_argument
 from testbed.config import Scenario, load_scenario
-from testbed.population import load_data, party_data, success_probe
+from testbed.datasets import load_data
+from testbed.files import write_atomic
 from testbed.registry import PROTOCOLS
-from testbed.results import write_atomic
+from testbed.result_schema import Summary
+from testbed.shares import party_data
 
 SUITE = Path(__file__).resolve().parent.parent / "scenarios" / "regression"
 BASELINE = Path(__file__).resolve().parent.parent / "tests" / "regression" / "baseline.csv"
@@ -79,7 +82,7 @@ RATES = ("accuracy", "asr", "asr_delta", "filter_precision", "filter_recall", "f
 PER_ATTACK = ("asr:", "asr_delta:")
 
 
-def metrics_of(summary: dict, reference: dict | None) -> dict[tuple[str, str], float]:
+def metrics_of(summary: Summary, reference: Summary | None) -> dict[tuple[str, str], float]:
     """``{(party, metric): value}`` of one run, deltas against the rate-0 ``reference`` as the
     sweep tables compute them (a run with several targeted attacks has no single ``asr``: each
     attack's is ``asr:<attacker>/<attack>`` and ``asr_delta:...``); communication under party ``*``."""
@@ -87,9 +90,8 @@ def metrics_of(summary: dict, reference: dict | None) -> dict[tuple[str, str], f
     for row in summary_rows({}, summary, reference):
         per_attack = [c for c in row if c.startswith(PER_ATTACK) and row["asr"] is None]
         out.update({(row["party"], metric): row[metric] for metric in [*RATES, *per_attack] if row[metric] is not None})
-    comm = summary["communication"]
     for key in EXACT:
-        out["*", key] = comm[key]
+        out["*", key] = getattr(summary.communication, key)
     return out
 
 

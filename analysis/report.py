@@ -27,10 +27,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.figures import Metric, Written, metric_for
 from analysis.load import AggregationError, read_csv
-from analysis.plots import Metric, PlotError, Written, metric_for, plot_runs, plot_table, read_table
+from analysis.plot_axes import PlotError, read_table
+from analysis.plots import plot_runs, plot_table
 from testbed.cli import UsageError, output, path_argument, run_command
-from testbed.results import write_atomic
+from testbed.files import write_atomic
 
 REPORT = "report.md"
 #: Longer tables are linked, not inlined: the figure already shows them.
@@ -51,7 +53,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 def compact(frame: pd.DataFrame) -> pd.DataFrame:
     """``<m>_mean``, ``<m>_std``, ``<m>_n`` columns as one ``mean ± std (n)`` column, in the
-    figures' units (:func:`analysis.plots.metric_for`): accuracy in %, deltas in points, one
+    figures' units (:func:`analysis.figures.metric_for`): accuracy in %, deltas in points, one
     decimal, the unit in the column's name; shares as drawn, two decimals; others as they are."""
     out = frame.copy()
     for mean in [c for c in frame.columns if c.endswith("_mean") and f"{c[:-5]}_std" in frame.columns]:
@@ -122,7 +124,7 @@ def build(results: Path, out: Path) -> tuple[str, list[str]]:
             lines += _figure_section(item, out, _command("python", "-m", "analysis.plots", table, "--out", target, "--only", item.name))
         lines += [f"Not drawn: {reason}" for reason in skipped] + ([""] if skipped else [])
     lines += ["## Communication", "", f"Every complete run under `{results}`, by protocol, beside published MPC-training volumes "
-              "(`analysis/mpc/published_mpc_volumes.csv`, copied from the shared `published_mpc_training.csv` with its sources).", ""]
+              "(`analysis/published_mpc/published_mpc_volumes.csv`, copied from the shared `published_mpc_training.csv` with its sources).", ""]
     written, skipped = plot_runs([results], out / "communication", only=["communication"])
     for item in written:
         lines += _figure_section(item, out, _command("python", "-m", "analysis.plots", results, "--only", "communication", "--out", out / "communication"))

@@ -19,7 +19,7 @@ import pandas as pd
 
 from analysis.load import BOOKKEEPING, is_measurement, read_csv
 from testbed.cli import UsageError, output, path_argument, run_command
-from testbed.results import write_atomic
+from testbed.files import write_atomic
 
 METRICS = {
     "asr_delta": "honest ASR delta",

@@ -42,12 +42,13 @@ import ray
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tqdm import tqdm
 
-from analysis.load import BOOKKEEPING, flatten, is_measurement
+from analysis.load import BOOKKEEPING, flatten, is_measurement, read_result
 from testbed.cli import UsageError, at_least, output, path_argument, run_command
 from testbed.config import Scenario, ScenarioError, load_scenario, parse_scenario, read_yaml
-from testbed.files import prepare_output
+from testbed.files import check_component, prepare_output, write_atomic
 from testbed.registry import validation_problems
-from testbed.results import SUMMARY, RunDirectory, check_component, inside, mark_stopped, write_atomic
+from testbed.result_schema import Summary, read_summary
+from testbed.results import SUMMARY, RunDirectory, inside, mark_stopped
 
 
 def _axis_name(name: str) -> str:
@@ -123,13 +124,13 @@ def variants(sweep: dict[str, Any]) -> dict[str, tuple[dict[str, str], list[str]
 
 
 @ray.remote(num_cpus=1)
-def _run_one(scenario, path: str) -> dict:
+def _run_one(scenario, path: str) -> Summary:
     """One scenario per Ray task, its parties in the task's process: Ray reuses task workers, so
     a sweep pays process start-up and imports once per worker, not twice per run."""
     import torch
 
+    from testbed.driver import run_scenario
     from testbed.inprocess import InProcessParties
-    from testbed.runner import run_scenario
 
     torch.set_num_threads(1)
     out = RunDirectory(Path(path), overwrite=True)
@@ -143,26 +144,25 @@ def _run_one(scenario, path: str) -> dict:
 FILTER_COLUMNS = ["kept", "precision", "recall", "dropped_useful", "harmful", "harm_kept", "harm_dropped", "harm_distilled", "trust"]
 
 
-def summary_rows(labels: dict[str, str], summary: dict, reference: dict | None = None, reference_dir: str | None = None) -> list[dict]:
+def summary_rows(labels: dict[str, str], summary: Summary, reference: Summary | None = None, reference_dir: str | None = None) -> list[dict]:
     """One row per party; with the rate-0 ``reference`` summary (run in ``reference_dir``), the
     attack's deltas too, and every targeted attack's own (``asr:<attacker>/<attack>``, with its
     ``asr_rate0:`` and ``asr_delta:``)."""
-    comm = summary["communication"]
+    comm = summary.communication
     rows = []
-    for party, values in summary["parties"].items():
-        flt = values.get("filter") or {}
-        base = (reference or summary)["parties"][party]
+    for party, values in summary.parties.items():
+        base = (reference or summary).parties[party]
         rows.append({
-            **labels, "party": party, "role": values["role"], "seed": summary["seed"],
-            "accuracy": values["accuracy"], "asr": values["asr"],
-            "accuracy_rate0": base["accuracy"], "asr_rate0": base["asr"],
-            "accuracy_delta": values["accuracy"] - base["accuracy"],
-            "asr_delta": _delta(values["asr"], base["asr"]),
-            **_per_attack(values.get("asr_by_attack") or {}, base.get("asr_by_attack") or {}),
-            **{f"filter_{key}": flt.get(key) for key in FILTER_COLUMNS},
-            "bytes_per_epoch": comm["bytes_per_epoch"], "setup_bytes": comm["setup_bytes"],
-            "protocol": labels.get("protocol", summary["protocol"]), "scheme": labels.get("scheme", summary["scheme"]),
-            "evaluated_on": summary.get("evaluated_on", "test"),
+            **labels, "party": party, "role": values.role, "seed": summary.seed,
+            "accuracy": values.accuracy, "asr": values.asr,
+            "accuracy_rate0": base.accuracy, "asr_rate0": base.asr,
+            "accuracy_delta": values.accuracy - base.accuracy,
+            "asr_delta": _delta(values.asr, base.asr),
+            **_per_attack(values.asr_by_attack, base.asr_by_attack),
+            **{f"filter_{key}": getattr(values.filter, key, None) for key in FILTER_COLUMNS},
+            "bytes_per_epoch": comm.bytes_per_epoch, "setup_bytes": comm.setup_bytes,
+            "protocol": labels.get("protocol", summary.protocol), "scheme": labels.get("scheme", summary.scheme),
+            "evaluated_on": summary.evaluated_on,
             "reference": reference_dir,
         })
     return rows
@@ -247,7 +247,7 @@ def write_table(path: Path, rows: list[dict]) -> pd.DataFrame:
     return table
 
 
-def run_grid(sweep: dict[str, Any], base: Path, out: Path, parallel: int = 1, progress: bool = True) -> dict[str, tuple[dict[str, str], dict, dict | None]]:
+def run_grid(sweep: dict[str, Any], base: Path, out: Path, parallel: int = 1, progress: bool = True) -> dict[str, tuple[dict[str, str], Summary, Summary | None]]:
     """Run every combination of ``sweep``'s grid, and the rate-0 reference of each attacked one,
     under ``out`` (finished ones are kept); returns ``{run name: ({axis: variant}, summary,
     rate-0 summary or None)}``."""
@@ -275,7 +275,7 @@ class RunsFailed(RuntimeError):
     ``results`` holds what :func:`run_scenarios` would have returned (``None`` summaries for
     failed runs)."""
 
-    def __init__(self, failures: dict[str, str], results: dict[str, tuple[dict | None, dict | None]]):
+    def __init__(self, failures: dict[str, str], results: dict[str, tuple[Summary | None, Summary | None]]):
         self.failures, self.results = failures, results
         listed = "\n".join(f"  {name}: {error}" for name, error in failures.items())
         super().__init__(f"{len(failures)} of {len(results)} run(s) failed (the others finished):\n{listed}")
@@ -301,7 +301,7 @@ def with_references(scenarios: dict[str, Scenario]) -> tuple[dict[str, str], dic
     return reference_dirs, {**scenarios, **{reference_dirs[name]: reference for name, reference in references.items()}}
 
 
-def finished_results(scenarios: dict[str, Scenario], out: Path) -> dict[str, tuple[dict, dict | None]]:
+def finished_results(scenarios: dict[str, Scenario], out: Path) -> dict[str, tuple[Summary, Summary | None]]:
     """What :func:`run_scenarios` would return for the runs under ``out`` that have finished, with
     their rate-0 reference where they need one, without starting any: a table of a grid still
     under way (or run elsewhere)."""
@@ -310,16 +310,16 @@ def finished_results(scenarios: dict[str, Scenario], out: Path) -> dict[str, tup
     return summaries([name for name in scenarios if name in done and reference_dirs.get(name, name) in done], reference_dirs, out)
 
 
-def summaries(names: list[str], reference_dirs: dict[str, str], out: Path, failed: frozenset[str] = frozenset()) -> dict[str, tuple[dict | None, dict | None]]:
+def summaries(names: list[str], reference_dirs: dict[str, str], out: Path, failed: frozenset[str] = frozenset()) -> dict[str, tuple[Summary | None, Summary | None]]:
     """``{name: (summary, rate-0 summary or None)}`` read from ``out`` (``None`` for a failed run)."""
 
-    def summary(name: str) -> dict | None:
-        return None if name in failed else json.loads((out / name / SUMMARY).read_text())
+    def summary(name: str) -> Summary | None:
+        return None if name in failed else read_result(read_summary, out / name / SUMMARY)
 
     return {name: (summary(name), summary(reference_dirs[name]) if name in reference_dirs else None) for name in names}
 
 
-def run_scenarios(scenarios: dict[str, Scenario], out: Path, parallel: int = 1, progress: bool = True, desc: str = "runs") -> dict[str, tuple[dict, dict | None]]:
+def run_scenarios(scenarios: dict[str, Scenario], out: Path, parallel: int = 1, progress: bool = True, desc: str = "runs") -> dict[str, tuple[Summary, Summary | None]]:
     """Run each scenario into ``out/<name>/`` and the rate-0 reference of each attacked one into
     ``out/rate0/<hash>/`` (identical references run once), one Ray task each, at most ``parallel``
     at a time. A run whose directory already holds a completed run of the same resolved scenario

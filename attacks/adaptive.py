@@ -23,8 +23,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from attacks.base import DataPoisoning, PoisonedData, SuccessProbe
-from attacks.common import ClassIndex, SourceTargetParams, SourceToTarget, budget, check_classes
+from attacks.budget import budget
 from attacks.manipulation import ClassSwap, TargetedPush
+from attacks.targets import ClassIndex, SourceTargetParams, SourceToTarget, check_classes
 from testbed.registry import ATTACKS
 
 

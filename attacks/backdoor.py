@@ -14,7 +14,8 @@ import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveInt
 
 from attacks.base import DataPoisoning, PoisonedData, SuccessProbe
-from attacks.common import ClassIndex, Rate, check_classes, choose
+from attacks.budget import Rate, choose
+from attacks.targets import ClassIndex, check_classes
 from testbed.registry import ATTACKS, FromList, Params
 
 
@@ -34,7 +35,7 @@ class Backdoor(DataPoisoning):
         target: the label the triggered samples get.
 
     Success probe: triggered copies of the test samples whose true class is not ``target``
-    (README, "Attacks"), which count as a success when classified as ``target``.
+    (docs/scenarios.md, "Attacks"), which count as a success when classified as ``target``.
     """
 
     class Params(Params):
@@ -88,9 +89,9 @@ class BackdoorPatch(Backdoor):
     """
 
     class Params(Backdoor.Params):
-        size: PositiveInt = 3
-        position: Corner | Annotated[tuple[NonNegativeInt, NonNegativeInt], FromList] = "bottom_right"
-        pattern: Literal["solid", "checkerboard"] = "solid"
+        size: PositiveInt = Field(3, description="side of the square patch, pixels")
+        position: Corner | Annotated[tuple[NonNegativeInt, NonNegativeInt], FromList] = Field("bottom_right", description="a corner, center, or [row, col] of the patch's top-left pixel")
+        pattern: Literal["solid", "checkerboard"] = Field("solid", description="the patch's pixels: all at maximum, or alternating")
 
     def origin(self, height: int, width: int) -> tuple[int, int]:
         """Row and column of the patch's top-left pixel."""
@@ -140,9 +141,9 @@ class BackdoorBlend(Backdoor):
     """
 
     class Params(Backdoor.Params):
-        alpha: float = Field(default=0.2, gt=0.0, le=1.0)
-        pattern: Literal["noise", "checkerboard"] = "noise"
-        seed: NonNegativeInt = 0
+        alpha: float = Field(default=0.2, gt=0.0, le=1.0, description="weight of the pattern in the blend")
+        pattern: Literal["noise", "checkerboard"] = Field("noise", description="the blended image: uniform noise (drawn from seed) or a checkerboard")
+        seed: NonNegativeInt = Field(0, description="seed of the noise pattern")
 
     def trigger(self, image_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
         p = self.params

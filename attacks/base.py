@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from testbed.registry import Component
 from testbed.logit_map import LogitMap
+from testbed.registry import Component
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class PoisonedData:
 
 @dataclass(frozen=True)
 class SuccessProbe:
-    """Test inputs whose classification as ``target`` counts as attack success (README, "Attacks")."""
+    """Test inputs whose classification as ``target`` counts as attack success (docs/scenarios.md, "Attacks")."""
 
     x: np.ndarray
     target: int

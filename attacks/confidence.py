@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from attacks.common import SourceTargetParams, SourceToTarget
 from attacks.manipulation import Manipulation
+from attacks.targets import SourceTargetParams, SourceToTarget
 from testbed.registry import ATTACKS
 
 

@@ -11,7 +11,7 @@ poisoning, it rehearses the protocol against a shadow student.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -59,15 +59,16 @@ class DistillBackdoor(BackdoorPatch):
         # Where the digits' strokes run: a patch over informative pixels is what lets clean
         # images carry the trigger's features (in a dark corner the optimum is BadNets' solid
         # patch); 3x3 leaves the digit readable, where 4x4 made an 8 of most digits by itself.
-        size: PositiveInt = 3
-        position: Corner | Annotated[tuple[NonNegativeInt, NonNegativeInt], FromList] = "center"
+        size: PositiveInt = Field(3, description="side of the square patch, pixels")
+        position: Corner | Annotated[tuple[NonNegativeInt, NonNegativeInt], FromList] = Field("center", description="a corner, center, or [row, col] of the patch's top-left pixel")
+        pattern: Literal["solid", "checkerboard"] = Field("solid", description="ignored: the patch's pixels are learned")
         rounds: PositiveInt = Field(4, description="teacher / student / trigger rounds of the rehearsal")
         # Not ``rate``: the rate-0 reference run must probe the very trigger the attack stamps.
         shadow_rate: float = Field(0.1, gt=0, le=1, allow_inf_nan=False, description="share of the attacker's non-target samples the rehearsal's shadow teacher is poisoned with")
         shadow_epochs: PositiveInt = Field(15, description="epochs of each shadow network per round")
         trigger_steps: PositiveInt = Field(30, description="Adam steps on the patch per round")
-        trigger_lr: float = Field(0.1, gt=0, le=10, allow_inf_nan=False)
-        shadow_hidden: PositiveInt = Field(64, le=4096)
+        trigger_lr: float = Field(0.1, gt=0, le=10, allow_inf_nan=False, description="Adam step size of the patch optimisation")
+        shadow_hidden: PositiveInt = Field(64, le=4096, description="hidden units of the shadow networks")
         temperature: float = Field(2.0, gt=0, allow_inf_nan=False, description="the querier's distillation temperature, as the attacker assumes it")
         mutual_weight: float = Field(1.0, ge=0, allow_inf_nan=False, description="the querier's lambda, as the attacker assumes it")
 

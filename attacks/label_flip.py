@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from attacks.base import DataPoisoning, PoisonedData
-from attacks.common import Rate, SourceTargetParams, SourceToTarget, choose
+from attacks.budget import Rate, choose
+from attacks.targets import SourceTargetParams, SourceToTarget
 from testbed.registry import ATTACKS, Params
 
 

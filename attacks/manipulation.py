@@ -12,9 +12,10 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from attacks.base import PredictionManipulation, SuccessProbe
-from attacks.common import ClassIndex, Rate, SourceTargetParams, SourceToTarget, check_classes, choose
-from testbed.registry import ATTACKS, Params
+from attacks.budget import Rate, choose
+from attacks.targets import ClassIndex, SourceTargetParams, SourceToTarget, check_classes
 from testbed.logit_map import LogitMap
+from testbed.registry import ATTACKS, Params
 
 
 class Manipulation(PredictionManipulation):
@@ -75,7 +76,7 @@ class TargetedPush(Manipulation):
 
     class Params(Manipulation.Params):
         target: ClassIndex
-        strength: float = Field(gt=0.0, allow_inf_nan=False)
+        strength: float = Field(gt=0.0, allow_inf_nan=False, description="added to the target logit")
 
     def check(self, input_shape: tuple[int, ...], classes: int) -> None:
         check_classes(self, classes, "target")
@@ -98,7 +99,7 @@ class Scale(Manipulation):
     """
 
     class Params(Manipulation.Params):
-        factor: float = Field(allow_inf_nan=False)
+        factor: float = Field(allow_inf_nan=False, description="every logit is multiplied by it (not 1)")
 
         @field_validator("factor")
         @classmethod
@@ -121,7 +122,7 @@ class Noise(Manipulation):
     """
 
     class Params(Manipulation.Params):
-        std: float = Field(gt=0.0, allow_inf_nan=False)
+        std: float = Field(gt=0.0, allow_inf_nan=False, description="standard deviation of the noise added to each logit")
 
     def offset(self, selected: np.ndarray, classes: int, rng: np.random.Generator) -> np.ndarray:
         noise = np.zeros((len(selected), classes))

@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 from analysis.sweep import RunsFailed, finished_results, run_on_ray, run_scenarios, summary_rows  # noqa: E402
 from testbed.cli import UsageError, add_set_argument, at_least, output, path_argument, seed_argument  # noqa: E402
 from testbed.config import Scenario, load_scenario  # noqa: E402
-from testbed.results import write_atomic  # noqa: E402
+from testbed.files import to_json, write_atomic  # noqa: E402
+from testbed.result_schema import Summary  # noqa: E402
 
 SCENARIOS = {"clean": ROOT / "scenarios" / "cifar10_clean.yaml", "poison": ROOT / "scenarios" / "cifar10_poison.yaml"}
 PROTOCOLS = ("smule", "local", "joint", "fedavg")
@@ -59,9 +60,9 @@ def over_seeds(per_seed: list[list[dict]], key: str, role: str = "honest") -> di
     return _mean_std([_mean_std([r[key] for r in rows if r["role"] == role])["mean"] for rows in per_seed])
 
 
-def table(results: dict[str, tuple[dict, dict | None]]) -> list[dict]:
+def table(results: dict[str, tuple[Summary, Summary | None]]) -> list[dict]:
     """One row per (scenario, protocol), aggregated over seeds."""
-    groups: dict[tuple[str, str], list[tuple[dict, dict | None]]] = {}
+    groups: dict[tuple[str, str], list[tuple[Summary, Summary | None]]] = {}
     for name, result in results.items():
         kind, protocol, _ = name.split("-")
         groups.setdefault((kind, protocol), []).append(result)
@@ -69,22 +70,22 @@ def table(results: dict[str, tuple[dict, dict | None]]) -> list[dict]:
     for (kind, protocol), runs in sorted(groups.items()):
         per_seed = [summary_rows({}, summary, reference) for summary, reference in runs]
         first, _ = runs[0]
-        comm = first["communication"]
+        comm = first.communication
         rows.append({
-            "scenario": kind, "protocol": protocol, "seeds": len(runs), "dataset": first["dataset"],
+            "scenario": kind, "protocol": protocol, "seeds": len(runs), "dataset": first.dataset,
             "honest_accuracy": over_seeds(per_seed, "accuracy"),
             "honest_asr_delta": over_seeds(per_seed, "asr_delta"),
             # Without an attack a run is its own reference: its zero accuracy delta is no measurement.
             "honest_accuracy_delta": over_seeds(per_seed, "accuracy_delta") if any(ref is not None for _, ref in runs) else _mean_std([]),
             "attacker_asr_delta": over_seeds(per_seed, "asr_delta", "malicious"),  # the poison works on its owner
-            "bytes_per_epoch": comm["bytes_per_epoch"],
-            "setup_bytes": comm["setup_bytes"],
-            "total_bytes": comm["setup_bytes"] + comm["bytes_per_epoch"] * comm["exchange_epochs"],
-            "rounds_per_epoch": comm["rounds_per_epoch"],
-            "seconds_per_epoch": _mean_std([s["seconds"]["wall"] / s["epochs"] for s, _ in runs]),
-            "peak_rss_mb": max((p.get("peak_rss_mb") or 0) for s, _ in runs for p in s["parties"].values()),
-            "mpc_bytes_per_epoch_model": comm.get("mpc_bytes_per_epoch_model"),
-            "mpc_bytes_per_epoch_measured": comm.get("mpc_bytes_per_epoch_measured"),
+            "bytes_per_epoch": comm.bytes_per_epoch,
+            "setup_bytes": comm.setup_bytes,
+            "total_bytes": comm.setup_bytes + comm.bytes_per_epoch * comm.exchange_epochs,
+            "rounds_per_epoch": comm.rounds_per_epoch,
+            "seconds_per_epoch": _mean_std([s.seconds.wall / s.epochs for s, _ in runs]),
+            "peak_rss_mb": max((p.peak_rss_mb or 0) for s, _ in runs for p in s.parties.values()),
+            "mpc_bytes_per_epoch_model": comm.mpc_bytes_per_epoch_model,
+            "mpc_bytes_per_epoch_measured": comm.mpc_bytes_per_epoch_measured,
         })
     return rows
 
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 results = {name: result for name, result in err.results.items() if result[0] is not None}  # rerun next time
         rows = table(results)
         output(args.out, "--out")
-        write_atomic(args.out / "table.json", json.dumps(rows, indent=2) + "\n")
+        write_atomic(args.out / "table.json", to_json(rows, indent=2) + "\n")
         write_atomic(args.out / "table.md", markdown(rows))
         print(markdown(rows))
         return 0 if args.table_only or len(results) == len(scenarios) else 1

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from testbed.cli import UsageError, output, path_argument, run_command  # noqa: E402
+from testbed.files import write_atomic  # noqa: E402
 from testbed.registry import DATASETS, MODELS, SCHEMES  # noqa: E402
-from testbed.results import write_atomic  # noqa: E402
 from testbed.schemes.ckks.circuit import Linear, SumPool, circuit_depth, lower_model  # noqa: E402
 
 CLASSES = 10

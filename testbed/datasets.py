@@ -5,8 +5,10 @@ Images are float32 arrays ``(n, channels, height, width)`` scaled to [0, 1]; lab
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import json
 import os
 import pickle
 import zipfile
@@ -16,8 +18,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
+from testbed.config import Scenario
 from testbed.files import atomic_path
 from testbed.registry import DATASETS, Component, Params
+from testbed.seeding import seeded_rng
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,28 @@ class Dataset(Component):
 
 
 
+def load_data(scenario: Scenario) -> LoadedData:
+    """The scenario's data set, loaded once per process: parties, clean twins and audits in one
+    process share it (nobody writes to it: shares and poison are copies), which matters for CIFAR-10 (600 MB as float32).
+
+    With ``validation_samples``, a seeded slice of the train pool takes the test set's place and
+    the parties split the rest: a hyperparameter search then never sees the test set."""
+    return _load(json.dumps(scenario.dataset.dump(), sort_keys=True), scenario.seed, scenario.validation_samples)
+
+
+# One data set at a time: every load within a run has the same key, and a Ray worker that runs
+# several runs in turn must not carry a finished run's copy (600 MB for CIFAR-10) into the next
+# run's memory and peak.
+@functools.lru_cache(maxsize=1)
+def _load(dataset: str, seed: int, validation_samples: int) -> LoadedData:
+    loaded = DATASETS.create(DATASETS.parse_spec(json.loads(dataset))).load(seed)
+    if not validation_samples:
+        return loaded
+    order = seeded_rng(seed, "validation").permutation(len(loaded.train))
+    held, rest = np.sort(order[:validation_samples]), np.sort(order[validation_samples:])
+    return LoadedData(loaded.train.subset(rest), loaded.train.subset(held), loaded.classes)
+
+
 def _take_test(data: ArrayDataset, count: int | None, seed: int) -> ArrayDataset:
     if count is None or count >= len(data):
         return data
@@ -101,11 +127,11 @@ class Synthetic(Dataset):
     """Gaussian class clusters as tiny images: for fast tests."""
 
     class Params(Params):
-        train_samples: int = Field(400, ge=2, le=1_000_000)
-        test_samples: int = Field(200, ge=2, le=1_000_000)
-        classes: int = Field(4, ge=2, le=100)
+        train_samples: int = Field(400, ge=2, le=1_000_000, description="size of the train pool the parties split")
+        test_samples: int = Field(200, ge=2, le=1_000_000, description="size of the clean test set")
+        classes: int = Field(4, ge=2, le=100, description="number of classes, one Gaussian cluster each")
         side: int = Field(4, ge=2, le=32, description="images are 1 x side x side")
-        separation: float = Field(1.0, gt=0)
+        separation: float = Field(1.0, gt=0, description="distance between the cluster centres, in standard deviations of the noise")
 
     def train_pool_size(self) -> int:
         return self.params.train_samples

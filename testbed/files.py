@@ -1,13 +1,16 @@
-"""Safe file names, output locations checked before anything runs, and writes that readers see
-whole or not at all (core: any layer may use them)."""
+"""Safe file names, output locations checked before anything runs, writes that readers see whole
+or not at all, and strict JSON (core: any layer may use them)."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -21,6 +24,40 @@ def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def to_json(value: Any, **options: Any) -> str:
+    """Strict JSON (``allow_nan=False``): non-finite floats become ``null``, the documented rule."""
+    return json.dumps(_finite(value), allow_nan=False, **options)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename: readers see all or nothing."""
+    with atomic_path(path) as partial, open(partial, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_json_lines(path: Path) -> list[Any]:
+    """The rows of a JSON-lines file, up to a torn last line left by a crash (ignored)."""
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
 
 
 _COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")

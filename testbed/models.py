@@ -87,8 +87,8 @@ class MLP(ModelFactory):
 
     class Params(Params):
         hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [64], description="widths of the hidden layers")
-        activation: Literal["square", "poly2", "relu"] = "poly2"
-        batch_norm: bool = False
+        activation: Literal["square", "poly2", "relu"] = Field("poly2", description="after each hidden layer: square (x^2), poly2 (the least-squares fit of ReLU on [-4, 4]) or relu (not HE-friendly)")
+        batch_norm: bool = Field(False, description="batch-norm after each hidden layer (folded into it for encrypted inference)")
 
     def build(self, input_shape: tuple[int, ...], classes: int) -> nn.Sequential:
         p = self.params
@@ -113,14 +113,14 @@ class HEConvNet(ModelFactory):
     """
 
     class Params(Params):
-        channels: int = Field(8, ge=1)
-        kernel: int = Field(3, ge=1)
-        stride: int = Field(1, ge=1)
-        padding: int = Field(0, ge=0)
+        channels: int = Field(8, ge=1, description="output channels of the convolution")
+        kernel: int = Field(3, ge=1, description="side of the convolution kernel, pixels")
+        stride: int = Field(1, ge=1, description="convolution stride, pixels")
+        padding: int = Field(0, ge=0, description="zero padding on each side of the input, pixels")
         pool: int = Field(2, ge=1, description="average-pool window (1 disables pooling)")
         hidden: int = Field(32, ge=0, description="hidden dense width (0: pooled features feed the classifier)")
-        activation: Literal["square", "poly2"] = "poly2"
-        batch_norm: bool = True
+        activation: Literal["square", "poly2"] = Field("poly2", description="polynomial activation: square (x^2) or poly2 (the least-squares fit of ReLU on [-4, 4])")
+        batch_norm: bool = Field(True, description="batch-norm after the convolution and the hidden layer (folded for encrypted inference)")
 
     def build(self, input_shape: tuple[int, ...], classes: int) -> nn.Sequential:
         p = self.params
@@ -157,11 +157,11 @@ class HEConvNetBlocks(ModelFactory):
     """
 
     class Params(Params):
-        channels: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
+        channels: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [16, 32, 64], min_length=1, description="output channels of each block's convolution, one entry per block")
         kernel: int = Field(3, ge=1, description="odd: padding kernel // 2 keeps the side")
         pool: int = Field(2, ge=1, description="average-pool window after every block (1: none)")
-        activation: Literal["square", "poly2"] = "poly2"
-        batch_norm: bool = True
+        activation: Literal["square", "poly2"] = Field("poly2", description="polynomial activation: square (x^2) or poly2 (the least-squares fit of ReLU on [-4, 4])")
+        batch_norm: bool = Field(True, description="batch-norm after each block's convolution (folded for encrypted inference)")
 
     def build(self, input_shape: tuple[int, ...], classes: int) -> nn.Sequential:
         p = self.params
@@ -188,8 +188,8 @@ class ReLUConvNet(ModelFactory):
     """An ordinary small CNN (ReLU, max-pool) for plaintext-only runs; not HE-friendly."""
 
     class Params(Params):
-        channels: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [16, 32])
-        hidden: int = Field(64, ge=1)
+        channels: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [16, 32], description="output channels of each conv, ReLU and max-pool block")
+        hidden: int = Field(64, ge=1, description="width of the hidden dense layer")
 
     def build(self, input_shape: tuple[int, ...], classes: int) -> nn.Sequential:
         if len(input_shape) != 3:

@@ -19,18 +19,21 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from testbed.attackers import manipulation, success_probes
 from testbed.config import Scenario
+from testbed.datasets import load_data
 from testbed.filters import Filter, PredictionView, combined_weights, rewritten
+from testbed.logit_map import LogitMap
 from testbed.memory import peak_rss_mb
 from testbed.messages import AnswerTruth, Message
 from testbed.metrics import Harm, answer_harm, filter_quality, kl_divergence, softmax, success_rate
 from testbed.models import predict
-from testbed.population import load_data, manipulation, party_data, success_probes
 from testbed.protocols.base import PartyInterface
 from testbed.registry import FILTERS, MODELS, PROTOCOLS, SCHEMES
-from testbed.logit_map import LogitMap
+from testbed.result_schema import Evaluation, FilterAudit
 from testbed.schemes.base import SecureInferenceScheme
 from testbed.seeding import derived_seed, seeded_rng
+from testbed.shares import party_data
 from testbed.timing import Stopwatch
 from testbed.training import PeerGuidance, accuracy, make_optimizer, make_scheduler, train_epoch
 
@@ -41,25 +44,15 @@ def clean_twin_scenario(scenario: Scenario, name: str) -> Scenario:
     return scenario.model_copy(update={"parties": {**scenario.parties, name: party}})
 
 
-def queried_samples(scenario: Scenario, name: str, count: int) -> np.ndarray:
-    """Indices of the samples party ``name`` sends its peers for prediction: all of them, or a
-    seeded subset of ``training.query_fraction`` (the setup bytes scale with it)."""
-    fraction = scenario.training.query_fraction
-    if fraction >= 1:
-        return np.arange(count)
-    chosen = seeded_rng(scenario.seed, "query", name).choice(count, max(1, round(fraction * count)), replace=False)
-    return np.sort(chosen)
-
-
 class Party(PartyInterface):
     def __init__(self, scenario: Scenario, name: str, with_twin: bool = True):
         self.scenario = scenario
         self.name = name
         self.config = scenario.parties[name]
         loaded = self._loaded = load_data(scenario)
-        data = party_data(scenario, loaded, only=name)[name]
-        self.x, self.y = data.train.x, data.train.y
-        self.queried = queried_samples(scenario, name, len(self.y))
+        share = self.share = party_data(scenario, loaded, only=name)[name]
+        self.x, self.y = share.train.x, share.train.y
+        self.queried = share.queried
         self.test = loaded.test
         self.probes = success_probes(scenario, loaded)
         self.classes = loaded.classes
@@ -91,7 +84,7 @@ class Party(PartyInterface):
         """As querier: make keys for ``peer`` and the one-time payload with our samples."""
         scheme = self.querying[peer] = self._scheme(peer)
         with self._timed_scheme(scheme, "setup"):
-            wire = scheme.setup(self.x[self.queried])
+            wire = scheme.setup(self.share.queried_x)
         return Message(self.name, peer, "query", 0, wire)
 
     def accept(self, message: Message) -> None:
@@ -119,9 +112,8 @@ class Party(PartyInterface):
         if self.twin is None:
             return None
         with self.stopwatch.timed("twin"):
-            if peer not in self._peer_samples:  # the simulator may read the querier's plaintext samples
-                samples = party_data(self.scenario, self._loaded, only=peer)[peer].train.x
-                self._peer_samples[peer] = samples[queried_samples(self.scenario, peer, len(samples))]
+            if peer not in self._peer_samples:  # the simulator may read what the querier sent
+                self._peer_samples[peer] = party_data(self.scenario, self._loaded, only=peer)[peer].queried_x
             return predict(self.twin.model, self._peer_samples[peer])
 
     def _logit_map(self, peer: str, epoch: int, n: int) -> LogitMap | None:
@@ -139,9 +131,8 @@ class Party(PartyInterface):
             if peer not in self.filters:  # one set per peer, kept: a filter may carry state across epochs
                 self.filters[peer] = [FILTERS.create(spec) for spec in self.config.filters]
             filters = self.filters[peer]
-            x, y = self.x[self.queried], self.y[self.queried]
-            own = predict(self.model, x) if filters else logits  # only filters read our own prediction
-            view = self.received[peer] = PredictionView(logits, own, y, self.scenario.training.temperature)
+            own = predict(self.model, self.share.queried_x) if filters else logits  # only filters read our own prediction
+            view = self.received[peer] = PredictionView(logits, own, self.share.queried_y, self.scenario.training.temperature)
             self.guidance[peer] = self._guidance(rewritten(filters, view), combined_weights(filters, view))
             if self.twin is not None:  # the twin is guided exactly as we are
                 self.twin.guidance[peer] = self.guidance[peer]
@@ -155,7 +146,7 @@ class Party(PartyInterface):
         full_logits[self.queried], full_weights[self.queried] = logits, weights
         return PeerGuidance(full_logits, full_weights)
 
-    def audit(self, peer: str, truth: AnswerTruth) -> dict[str, float]:
+    def audit(self, peer: str, truth: AnswerTruth) -> FilterAudit:
         """Simulator only: how our filters treated ``peer``'s last answer, against its clean twin.
 
         The truth arrives here from the driver after filtering and never reaches ``receive`` or ``train``.
@@ -170,10 +161,8 @@ class Party(PartyInterface):
             harm = answer_harm(view.peer_logits, truth.twin_logits, view.temperature, truth.target)
             twin_distilled = rewritten(filters, PredictionView(truth.twin_logits, view.own_logits, view.labels, view.temperature))
             distilled = kl_divergence(softmax(guidance.logits, view.temperature), softmax(twin_distilled, view.temperature))
-        quality = filter_quality(guidance.weights, harm, distilled)
-        for f in filters:
-            quality.update(f.state())
-        return quality
+        states = {key: value for f in filters for key, value in f.state().items()}
+        return FilterAudit(**filter_quality(guidance.weights, harm, distilled), **states)
 
     @contextmanager
     def _timed_scheme(self, scheme: SecureInferenceScheme, phase: str) -> Iterator[None]:
@@ -197,17 +186,16 @@ class Party(PartyInterface):
                 self.scheduler.step()
             return loss
 
-    def evaluate(self) -> dict[str, float | dict[str, float] | None]:
+    def evaluate(self) -> Evaluation:
         with self.stopwatch.timed("evaluate"):
             by_attack = {key: success_rate(predict(self.model, probe.x).argmax(1), probe.target) for key, probe in self.probes.items()}
-            return {
-                "accuracy": accuracy(self.model, self.test.x, self.test.y),
+            return Evaluation(
+                accuracy=accuracy(self.model, self.test.x, self.test.y),
                 # One number only where it is unambiguous: with several targeted attacks, each has its own.
-                "asr": next(iter(by_attack.values())) if len(by_attack) == 1 else None,
-                "asr_by_attack": by_attack,
-                # of the whole process: per party when parties are Ray actors, shared in-process
-                "peak_rss_mb": peak_rss_mb(),
-            }
+                asr=next(iter(by_attack.values())) if len(by_attack) == 1 else None,
+                asr_by_attack=by_attack,
+                peak_rss_mb=peak_rss_mb(),
+            )
 
     def take_timings(self) -> dict[str, float]:
         return self.stopwatch.take()

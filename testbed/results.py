@@ -4,9 +4,10 @@ Layout of ``results/<scenario>/<run-id>/``:
 
 * ``scenario.yaml``  the resolved scenario (defaults filled in, overrides applied)
 * ``status.json``    ``{"state": "running" | "complete" | "failed" | "interrupted", "error": ...}``
-* ``metrics.jsonl``  one line per party per epoch (epoch 0 = setup)
+* ``metrics.jsonl``  one line per party per epoch (epoch 0 = setup): :class:`~testbed.result_schema.EpochRecord`
 * ``messages.jsonl`` one line per message: sender, receiver, kind, epoch, bytes
-* ``summary.json``   written last, only when the run completed (the contract in README.md)
+* ``summary.json``   written last, only when the run completed: :class:`~testbed.result_schema.Summary`
+  (the contract in docs/running.md)
 
 Whole files are written to a temporary name and renamed; JSON-lines files are appended and
 flushed line by line, so a crash loses at most the epoch in progress. Every file is strict JSON:
@@ -16,7 +17,6 @@ a non-finite number (a diverged loss) is written as ``null``.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from testbed.files import OutputPathError, atomic_path, check_component, check_output
+from testbed.files import OutputPathError, check_component, check_output, to_json, write_atomic
+from testbed.result_schema import Summary
 
 SUMMARY = "summary.json"
 STATUS = "status.json"
@@ -48,29 +49,6 @@ def inside(root: Path, path: Path) -> Path:
     if not Path(path).resolve().is_relative_to(Path(root).resolve()):
         raise ResultsPathError(f"{path} lies outside the results root {root}")
     return Path(path)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
-
-
-def to_json(value: Any, **options: Any) -> str:
-    """Strict JSON (``allow_nan=False``): non-finite floats become ``null``, the documented rule."""
-    return json.dumps(_finite(value), allow_nan=False, **options)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename: readers see all or nothing."""
-    with atomic_path(path) as partial, open(partial, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def default_run_dir(root: Path, scenario_name: str, seed: int) -> Path:
@@ -149,14 +127,14 @@ class RunDirectory:
     def set_status(self, state: str, error: str | None = None) -> None:
         set_status(self.writing, state, error)
 
-    def complete(self, summary: dict[str, Any]) -> None:
+    def complete(self, summary: Summary) -> None:
         """Write the summary, mark the run complete and, on a rerun, replace the earlier results.
 
         Only the run's own files move (other files in the directory are left alone); the earlier
         summary goes first and the new one comes last, so the directory never looks complete
         with a mix of the two runs.
         """
-        self.write_json(SUMMARY, summary)
+        self.write_json(SUMMARY, summary.written())
         self.set_status("complete")
         if not self.replacing:
             return
@@ -168,14 +146,3 @@ class RunDirectory:
                 (self.path / name).unlink(missing_ok=True)
         shutil.rmtree(self.writing, ignore_errors=True)
         self.writing = self.path
-
-
-def read_lines(path: Path) -> list[dict]:
-    """Rows of a JSON-lines file, ignoring a torn last line left by a crash."""
-    rows = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return rows

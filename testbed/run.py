@@ -12,6 +12,7 @@ import sys
 from testbed.cli import add_set_argument, interruptible, path_argument
 from testbed.config import ScenarioError, load_scenario
 from testbed.files import OutputPathError
+from testbed.result_schema import Summary
 from testbed.results import ResultsExistError, RunDirectory, default_run_dir
 
 
@@ -59,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_in(scenario, out: RunDirectory, quiet: bool) -> int:
     from testbed.cluster import PartyFailure, RayUnavailable  # imports Ray: only for a valid scenario
-    from testbed.runner import run_scenario, summary_table
+    from testbed.driver import run_scenario
 
     try:
         summary = run_scenario(scenario, out, progress=not quiet)
@@ -77,6 +78,23 @@ def _run_in(scenario, out: RunDirectory, quiet: bool) -> int:
     print(summary_table(summary))
     print(f"results: {out.path}")
     return 0
+
+
+def summary_table(summary: Summary) -> str:
+    """A short human-readable table of the summary."""
+    comm = summary.communication
+    lines = [f"{'party':<10} {'role':<10} {'accuracy':>9} {'ASR':>7}   evaluated on: {summary.evaluated_on}"]
+    for name, p in summary.parties.items():
+        asr = "-" if p.asr is None else f"{p.asr:.3f}"
+        if len(p.asr_by_attack) > 1:
+            asr = ", ".join(f"{key} {value:.3f}" for key, value in p.asr_by_attack.items())
+        lines.append(f"{name:<10} {p.role:<10} {p.accuracy:>9.4f} {asr:>7}")
+    lines.append(
+        f"communication: setup {comm.setup_bytes / 1e6:.3f} MB, "
+        f"{comm.bytes_per_epoch / 1e6:.3f} MB and {comm.messages_per_epoch} messages per exchange epoch; "
+        f"wall {summary.seconds.wall:.1f} s"
+    )
+    return "\n".join(lines)
 
 
 def _record_failure(out: RunDirectory, error: str) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from testbed.config import Scenario
+from testbed.datasets import LoadedData
 from testbed.registry import SPLITS, Component, Params
+from testbed.seeding import seeded_rng
 
 
 class Split(Component):
@@ -14,6 +17,12 @@ class Split(Component):
         raise NotImplementedError
 
 
+def party_rows(scenario: Scenario, loaded: LoadedData) -> dict[str, np.ndarray]:
+    """Each party's rows of the train pool under the scenario's split: drawn for all parties at
+    once, so any process rebuilds any party's rows from the scenario alone."""
+    names = list(scenario.parties)
+    sizes = [scenario.parties[n].samples for n in names]
+    return dict(zip(names, SPLITS.create(scenario.split).assign(loaded.train.y, sizes, loaded.classes, seeded_rng(scenario.seed, "split"))))
 
 
 @SPLITS.register("iid")
@@ -35,7 +44,7 @@ class DirichletSplit(Split):
     """
 
     class Params(Params):
-        alpha: float = Field(0.5, gt=0)
+        alpha: float = Field(0.5, gt=0, description="Dirichlet concentration: smaller is more skewed")
 
     def assign(self, labels, sizes, classes, rng):
         remaining = [list(rng.permutation(np.flatnonzero(labels == c))) for c in range(classes)]

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from analysis.sweep import with_references
 from testbed.files import prepare_output
+from testbed.result_schema import SCHEMA_VERSION, Summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -162,17 +163,25 @@ def scenario_cases(draw):
 
 
 # -- fakes of the long computations -------------------------------------------------------------
-def fake_summary(scenario) -> dict:
-    """A summary as testbed.runner writes it, for a run that did not happen."""
-    return {
-        "scenario": scenario.name, "protocol": scenario.protocol.kind, "seed": scenario.seed, "epochs": scenario.epochs,
-        "dataset": "fake", "scheme": scenario.scheme.kind, "evaluated_on": "test",
-        "parties": {name: {"role": p.role, "accuracy": 0.5, "asr": None, "asr_by_attack": {}, "loss": 1.0, "peak_rss_mb": 1.0}
-                    for name, p in scenario.parties.items()},
+def make_summary(parties: dict[str, dict], communication: dict | None = None, **keys) -> Summary:
+    """A summary with the values a test gives (``parties``: per party, ``communication``, top-level
+    ``keys``), the rest filled in as a run of nothing would write them."""
+    return Summary.model_validate({
+        "schema_version": SCHEMA_VERSION, "scenario": "t", "protocol": "smule", "seed": 0, "epochs": 1, "dataset": "synthetic",
+        "scheme": "plaintext", "evaluated_on": "test",
+        "parties": {name: {"role": "honest", "accuracy": 0.5, "asr": None, "asr_by_attack": {}, "loss": 1.0, "peak_rss_mb": 1.0, **values}
+                    for name, values in parties.items()},
         "communication": {"setup_bytes": 0, "setup_messages": 0, "bytes_per_epoch": 0, "messages_per_epoch": 0, "rounds_per_epoch": 0,
-                          "exchange_epochs": 0, "bytes_per_epoch_by_direction": {}},
+                          "exchange_epochs": 0, "bytes_per_epoch_by_direction": {}, **(communication or {})},
         "seconds": {"wall": 1.0, "by_party_and_phase": {}},
-    }
+        **keys,
+    })
+
+
+def fake_summary(scenario) -> Summary:
+    """A summary as testbed.driver writes it, for a run that did not happen."""
+    return make_summary({name: {"role": p.role} for name, p in scenario.parties.items()}, scenario=scenario.name, protocol=scenario.protocol.kind,
+                        seed=scenario.seed, epochs=scenario.epochs, dataset="fake", scheme=scenario.scheme.kind)
 
 
 def fake_run_scenarios(scenarios, out, parallel=1, progress=True, desc="runs"):

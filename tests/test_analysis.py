@@ -5,8 +5,10 @@ import json
 import pandas as pd
 import pytest
 import yaml
+from clitools import make_summary
 
-from analysis.plots import harm_figure, plan, table_axes
+from analysis.figures import harm_figure
+from analysis.plot_axes import plan, table_axes
 from analysis.sweep import RunsFailed, finished_results, rate_zero, run_sweep, scenario_key, variants, varying_keys
 from analysis.sweep import main as sweep_main
 from testbed.config import load_scenario, parse_scenario
@@ -35,9 +37,8 @@ def test_sweep_resumes_identical_runs_reruns_changed_ones_and_tabulates(tmp_path
     # Its scenario.yaml predates a key added to the schema since (at its default): still the same run.
     before = {key: value for key, value in load_scenario(tmp_path / "base.yaml", ["epochs=2", "training.temperature=1"]).dump().items() if key != "validation_samples"}
     (done / "scenario.yaml").write_text(yaml.safe_dump(before))
-    fake = {"protocol": "smule", "scheme": "plaintext", "seed": 3, "communication": {"bytes_per_epoch": 7, "setup_bytes": 9},
-            "parties": {p: {"role": "honest", "accuracy": 0.125, "asr": None} for p in "AB"}}
-    (done / "summary.json").write_text(json.dumps(fake))
+    fake = make_summary({p: {"role": "honest", "accuracy": 0.125, "asr": None} for p in "AB"}, {"bytes_per_epoch": 7, "setup_bytes": 9}, seed=3)
+    (done / "summary.json").write_text(json.dumps(fake.written()))
     table = run_sweep(path, out, progress=False)
     low, high = table[table["temp"] == "low"], table[table["temp"] == "high"]
     assert list(low["accuracy"]) == [0.125, 0.125]  # not re-run
@@ -70,14 +71,15 @@ def test_finished_results_tabulate_a_grid_under_way_without_running(tmp_path, ti
     def finish(directory, scenario, accuracy):
         directory.mkdir(parents=True)
         (directory / "scenario.yaml").write_text(yaml.safe_dump(scenario.dump()))
-        (directory / "summary.json").write_text(json.dumps({"accuracy": accuracy}))
+        (directory / "summary.json").write_text(json.dumps(make_summary({"A": {"accuracy": accuracy}}).written()))
 
     finish(tmp_path / "clean", scenarios["clean"], 0.5)
     finish(tmp_path / "attacked", scenarios["attacked"], 0.25)
     finish(tmp_path / "other", scenarios["clean"], 0.75)  # a run of another definition
-    assert finished_results(scenarios, tmp_path) == {"clean": ({"accuracy": 0.5}, None)}  # attacked: no reference yet
+    accuracy = lambda summary: summary.parties["A"].accuracy if summary is not None else None  # noqa: E731
+    assert {name: tuple(map(accuracy, pair)) for name, pair in finished_results(scenarios, tmp_path).items()} == {"clean": (0.5, None)}  # attacked: no reference yet
     finish(tmp_path / "rate0" / scenario_key(rate_zero(scenarios["attacked"])), rate_zero(scenarios["attacked"]), 0.375)
-    assert finished_results(scenarios, tmp_path)["attacked"] == ({"accuracy": 0.25}, {"accuracy": 0.375})
+    assert tuple(map(accuracy, finished_results(scenarios, tmp_path)["attacked"])) == (0.25, 0.375)
     assert "other" not in finished_results(scenarios, tmp_path)
 
 
@@ -129,15 +131,13 @@ def test_compare_variants_and_rows(tmp_path, tiny_raw):
     variants = protocol_variants(path, [])
     assert list(variants) == ["smule", "smule_nofilter", "local", "joint", "fedavg"]
     assert variants["smule_nofilter"] == ["parties.A.filters=[]", "parties.B.filters=[]"]  # B filters by default
-    summary = {
-        "parties": {"A": {"role": "honest", "accuracy": 0.9, "asr": 0.1}, "C": {"role": "honest", "accuracy": 0.7, "asr": 0.3},
-                    "B": {"role": "malicious", "accuracy": 0.1, "asr": 1.0}},
-        "communication": {"bytes_per_epoch": 10, "rounds_per_epoch": 1, "setup_bytes": 5, "mpc_bytes_per_epoch_model": 99},
-    }
+    summary = make_summary({"A": {"role": "honest", "accuracy": 0.9, "asr": 0.1}, "C": {"role": "honest", "accuracy": 0.7, "asr": 0.3},
+                            "B": {"role": "malicious", "accuracy": 0.1, "asr": 1.0}},
+                           {"bytes_per_epoch": 10, "rounds_per_epoch": 1, "setup_bytes": 5, "mpc_bytes_per_epoch_model": 99})
     row = comparison_row("joint", summary, None)
     assert row["accuracy"] == pytest.approx(0.8) and row["asr"] == pytest.approx(0.2)
     assert row["asr_delta"] == 0.0
-    rate0 = {"parties": {"A": {"accuracy": 0.95, "asr": 0.0}, "C": {"accuracy": 0.75, "asr": 0.1}, "B": {"accuracy": 0.9, "asr": 0.0}}}
+    rate0 = make_summary({"A": {"accuracy": 0.95, "asr": 0.0}, "C": {"accuracy": 0.75, "asr": 0.1}, "B": {"accuracy": 0.9, "asr": 0.0}})
     row = comparison_row("joint", summary, rate0)
     assert row["accuracy_delta"] == pytest.approx(-0.05) and row["asr_delta"] == pytest.approx(0.15)
     assert row["mpc_bytes_per_epoch_model"] == 99 and row["mpc_bytes_per_epoch_measured"] is None

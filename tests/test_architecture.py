@@ -17,20 +17,21 @@ LAYERS = ("core", "plug-in", "engine", "analysis", "bench")
 #: not listed fails the test: a new module states where it belongs.
 MODULE_LAYERS = {
     "core": ["testbed", "testbed.registry", "testbed.config", "testbed.messages", "testbed.logit_map", "testbed.files", "testbed.seeding",
-             "testbed.metrics", "testbed.timing", "testbed.memory"],
-    "plug-in": ["testbed.datasets", "testbed.splits", "testbed.models", "testbed.population", "testbed.plugins", "testbed.filters",
-                "testbed.schemes", "testbed.protocols", "testbed.mpc", "attacks"],
-    "engine": ["testbed.party", "testbed.training", "testbed.cluster", "testbed.inprocess", "testbed.runner", "testbed.results", "testbed.run", "testbed.cli"],
+             "testbed.metrics", "testbed.timing", "testbed.memory", "testbed.result_schema"],
+    "plug-in": ["testbed.datasets", "testbed.splits", "testbed.models", "testbed.attackers", "testbed.shares", "testbed.plugins", "testbed.filters",
+                "testbed.schemes", "testbed.protocols", "testbed.mpc_cost", "attacks"],
+    "engine": ["testbed.party", "testbed.training", "testbed.cluster", "testbed.inprocess", "testbed.driver", "testbed.results", "testbed.run", "testbed.cli",
+               "testbed.docs"],
     "analysis": ["analysis"],
     "bench": ["bench"],
 }
 #: Inside the plug-in layer: families that never import these others (a filter needs no attack to
 #: judge an answer, a scheme no protocol to evaluate a model).
 PLUGIN_RULES = {
-    "testbed.filters": ("attacks", "testbed.protocols", "testbed.schemes", "testbed.population"),
-    "testbed.schemes": ("attacks", "testbed.protocols", "testbed.filters", "testbed.population"),
+    "testbed.filters": ("attacks", "testbed.protocols", "testbed.schemes", "testbed.attackers", "testbed.shares"),
+    "testbed.schemes": ("attacks", "testbed.protocols", "testbed.filters", "testbed.attackers", "testbed.shares"),
     "testbed.models": ("attacks", "testbed.protocols", "testbed.filters", "testbed.schemes"),
-    "attacks": ("testbed.protocols", "testbed.filters", "testbed.schemes", "testbed.population"),
+    "attacks": ("testbed.protocols", "testbed.filters", "testbed.schemes", "testbed.attackers", "testbed.shares"),
 }
 
 
@@ -129,5 +130,5 @@ def test_no_import_cycles(graph):
 def test_each_rule_catches_a_misplaced_import():
     assert unlisted({"testbed.new_engine_module": set(), "testbed.config": set()}) == ["testbed.new_engine_module"]
     assert upward({"testbed.config": {"testbed.party"}, "testbed.party": {"testbed.config"}}) == ["testbed.config (core) imports testbed.party (engine)"]
-    assert upward({"testbed.runner": {"analysis.sweep"}}) == ["testbed.runner (engine) imports analysis.sweep (analysis)"]
+    assert upward({"testbed.driver": {"analysis.sweep"}}) == ["testbed.driver (engine) imports analysis.sweep (analysis)"]
     assert crossing({"testbed.filters.base": {"attacks.base", "testbed.metrics"}}) == ["testbed.filters.base imports attacks.base"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attacks.common import choose
+from attacks.budget import choose
 from testbed.registry import ATTACKS
 
 CLASSES = 4

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from testbed.config import parse_scenario
+from testbed.datasets import load_data
 from testbed.inprocess import InProcessParties
 from testbed.models import predict
-from testbed.population import load_data, party_data
 from testbed.registry import ATTACKS
+from testbed.shares import party_data
 
 CLASSES = 4
 MANIPULATORS = {

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from testbed.attackers import party_attacks, success_probe
 from testbed.config import parse_scenario
-from testbed.population import load_data, party_attacks, party_data, success_probe
+from testbed.datasets import load_data
 from testbed.registry import ATTACKS
+from testbed.shares import party_data
 
 
 def make(kind: str, **params):
@@ -153,7 +155,7 @@ def test_every_process_fits_the_same_trigger_so_the_probe_is_the_poison():
     scenario = parse_scenario(raw)
     loaded = load_data(scenario)
     (attack,) = party_attacks(scenario, "B")
-    from testbed.population import _fitted_attacks
+    from testbed.attackers import _fitted_attacks
 
     _fitted_attacks.cache_clear()  # as in another process
     (refit,) = party_attacks(scenario, "B")

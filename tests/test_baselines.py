@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from testbed.config import ScenarioError, parse_scenario
+from testbed.driver import run_scenario
 from testbed.inprocess import InProcessParties
 from testbed.messages import Channel
 from testbed.registry import PROTOCOLS
 from testbed.results import RunDirectory
-from testbed.runner import run_scenario
 from testbed.training import accuracy
 
 
@@ -26,8 +26,8 @@ def test_local_equals_smule_without_mutual_term(tiny_raw):
     _, channel, local = run(tiny_raw, ["protocol=local"])
     _, _, alone = run(tiny_raw, ["training.mutual_weight=0"])
     assert channel.records == []
-    assert [local[3][p]["accuracy"] for p in "AB"] == [alone[3][p]["accuracy"] for p in "AB"]
-    assert [local[3][p]["loss"] for p in "AB"] == pytest.approx([alone[3][p]["loss"] for p in "AB"])
+    assert [local[3][p].accuracy for p in "AB"] == [alone[3][p].accuracy for p in "AB"]
+    assert [local[3][p].loss for p in "AB"] == pytest.approx([alone[3][p].loss for p in "AB"])
 
 
 def test_joint_trains_one_model_on_the_union(tiny_raw):
@@ -36,16 +36,16 @@ def test_joint_trains_one_model_on_the_union(tiny_raw):
     assert len(host.y) == 100 and channel.records == []
     # The union is both parties' shares, and both parties report the one joint model.
     np.testing.assert_array_equal(host.x[50:], other.x)
-    assert epochs[3]["B"]["accuracy"] == accuracy(host.model, host.test.x, host.test.y)
+    assert epochs[3]["B"].accuracy == accuracy(host.model, host.test.x, host.test.y)
 
 
 def test_joint_summary_has_labelled_mpc_cost(tmp_path, tiny_raw):
     scenario = parse_scenario(tiny_raw, ["protocol={kind: joint, measure_crypten: false}", "epochs=1"])
     summary = run_scenario(scenario, RunDirectory(tmp_path / "run"), progress=False, placement=InProcessParties)
-    comm = summary["communication"]
-    assert comm["bytes_per_epoch"] == 0
-    assert comm["mpc_bytes_per_epoch_model"] > 0 and "model" in comm["mpc_source_model"]
-    assert comm["mpc_bytes_per_epoch_measured"] is None and "not requested" in comm["mpc_measured_unavailable"]
+    comm = summary.communication
+    assert comm.bytes_per_epoch == 0
+    assert comm.mpc_bytes_per_epoch_model > 0 and "model" in comm.mpc_source_model
+    assert comm.mpc_bytes_per_epoch_measured is None and "not requested" in comm.mpc_measured_unavailable
 
 
 def test_fedavg_averages_models_and_counts_serialized_bytes(tiny_raw):
@@ -53,7 +53,7 @@ def test_fedavg_averages_models_and_counts_serialized_bytes(tiny_raw):
     a, b = (parties.parties[p].model.state_dict() for p in "AB")
     for key in a:
         torch.testing.assert_close(a[key], b[key])
-    assert epochs[3]["A"]["accuracy"] == epochs[3]["B"]["accuracy"]
+    assert epochs[3]["A"].accuracy == epochs[3]["B"].accuracy
     buffer = io.BytesIO()
     torch.save({"samples": 50, "state": parties.parties["A"].model.state_dict()}, buffer)
     assert channel.epoch_totals(2) == (2 * len(buffer.getvalue()), 2)

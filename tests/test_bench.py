@@ -1,41 +1,54 @@
-"""The benchmark scripts import, parse their arguments, and aggregate what they ran correctly."""
+"""The benchmark scripts, run as programs, refuse bad input before anything runs; and they
+aggregate what they ran correctly."""
 
 import subprocess
 import sys
 
 import pytest
-from clitools import ROOT
+from clitools import ROOT, make_summary
 from clitools import load_bench as load
 
 BENCH = ROOT / "bench"
 
 
-@pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py")))
-def test_bench_script_starts(script):
-    done = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "--out" in done.stdout
+#: Each script with arguments it must refuse, and what its message names.
+REFUSED = {
+    "ckks.py": (["--out", "."], "--out .: . is a directory"),
+    "cifar10.py": (["--data", "no-such-copy.zip", "--out", "out"], "--data no-such-copy.zip: no such file or directory"),
+}
 
 
-def _summary(seed: int, accuracy_a: float, asr_a: float | None, wall: float, accuracy_b: float | None = None) -> dict:
-    return {
-        "seed": seed, "epochs": 4, "protocol": "smule", "scheme": "ckks", "dataset": "CIFAR-10 (JPEG)",
-        "parties": {
-            "A": {"role": "honest", "accuracy": accuracy_a, "asr": asr_a, "peak_rss_mb": 900.0},
-            "B": {"role": "malicious" if accuracy_b is None else "honest", "accuracy": accuracy_b or 0.5, "asr": 0.9, "peak_rss_mb": 1200.0},
-        },
-        "communication": {"setup_bytes": 1000, "bytes_per_epoch": 10, "exchange_epochs": 3, "rounds_per_epoch": 1},
-        "seconds": {"wall": wall},
-    }
+def test_every_bench_script_is_checked():
+    assert sorted(REFUSED) == sorted(p.name for p in BENCH.glob("*.py"))
+
+
+@pytest.mark.parametrize("script", sorted(REFUSED))
+def test_a_bench_script_run_as_a_program_exits_2_naming_the_bad_argument(script, tmp_path):
+    """As docs/analysis.md runs them (``python bench/X.py``), from another directory: the exit status is
+    the command's, the message names the argument, and nothing is written."""
+    args, named = REFUSED[script]
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert named in done.stderr and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def _summary(seed: int, accuracy_a: float, asr_a: float | None, wall: float, accuracy_b: float | None = None):
+    return make_summary({
+        "A": {"role": "honest", "accuracy": accuracy_a, "asr": asr_a, "peak_rss_mb": 900.0},
+        "B": {"role": "malicious" if accuracy_b is None else "honest", "accuracy": accuracy_b or 0.5, "asr": 0.9, "peak_rss_mb": 1200.0},
+    }, {"setup_bytes": 1000, "bytes_per_epoch": 10, "exchange_epochs": 3, "rounds_per_epoch": 1},
+        seed=seed, epochs=4, scheme="ckks", dataset="CIFAR-10 (JPEG)", seconds={"wall": wall, "by_party_and_phase": {}})
 
 
 def test_cifar10_table_aggregates_honest_parties_over_seeds_with_rate0_deltas():
     cifar10 = load("cifar10")
+    rate0_seed1 = _summary(1, 0.66, 0.10, 0.0)
+    rate0_seed1 = rate0_seed1.model_copy(update={"parties": {**rate0_seed1.parties, "B": rate0_seed1.parties["B"].model_copy(update={"asr": 0.5})}})
     results = {
         "poison-smule-seed0": (_summary(0, 0.60, 0.30, 40.0), _summary(0, 0.62, 0.10, 0.0)),
-        "poison-smule-seed1": (_summary(1, 0.70, 0.20, 80.0), _summary(1, 0.66, 0.10, 0.0)),
+        "poison-smule-seed1": (_summary(1, 0.70, 0.20, 80.0), rate0_seed1),
     }
-    results["poison-smule-seed1"][1]["parties"]["B"]["asr"] = 0.5
     (row,) = cifar10.table(results)
     assert (row["scenario"], row["protocol"], row["seeds"]) == ("poison", "smule", 2)
     assert row["honest_accuracy"]["mean"] == pytest.approx(0.65) and row["honest_accuracy"]["std"] == pytest.approx(0.0707107, rel=1e-5)

@@ -10,16 +10,16 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from testbed.config import parse_scenario
+from testbed.driver import run_scenario
 from testbed.inprocess import InProcessParties
 from testbed.registry import MODELS, SCHEMES
 from testbed.results import RunDirectory
-from testbed.runner import run_scenario
 from testbed.schemes import LogitMap
 from testbed.schemes.base import plaintext_logits
 from testbed.schemes.ckks.accounting import answer_bytes, serialized_sizes, setup_bytes
+from testbed.schemes.ckks.circuit import Linear, SumPool, circuit_depth, lower_model, model_depth
 from testbed.schemes.ckks.crypto import PublicContext, decrypt_logits, encrypt_dataset, evaluate, make_keys, public_frames
 from testbed.schemes.ckks.plan import MAX_COEFF_BITS, plan_for_depth
-from testbed.schemes.ckks.circuit import Linear, SumPool, circuit_depth, lower_model, model_depth
 from testbed.schemes.ckks.wire import seal_bytes, seal_load, unpack
 
 CLASSES = 10
@@ -187,7 +187,7 @@ def test_three_heterogeneous_parties_with_a_swapping_one_run_in_real_ckks(tmp_pa
         return parties[0]
 
     summary = run_scenario(parse_scenario(THREE_PARTIES_SWAP), RunDirectory(tmp_path / "run"), progress=False, placement=placement)
-    assert set(summary["parties"]) == {"A", "B", "C"}
+    assert set(summary.parties) == {"A", "B", "C"}
     answers = parties[0].answers
     assert len(answers) == 2 * 2  # B answers A and C in each of the two exchange epochs
     swap = [2, 1, 0]

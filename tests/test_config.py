@@ -1,6 +1,6 @@
 import pytest
 
-from testbed.config import ScenarioError, load_scenario, parse_scenario
+from testbed.config import ScenarioError, parse_scenario
 from testbed.run import main
 
 
@@ -98,12 +98,6 @@ def test_cli_rejects_malformed_scenarios_with_exit_2(tmp_path, capsys, edit, key
     err = capsys.readouterr().err
     assert f"  {key}:" in err
     assert not (tmp_path / "out").exists()
-
-
-def test_repository_scenarios_are_valid():
-    for name in ("clean", "poison_10pct"):
-        scenario = load_scenario(f"scenarios/{name}.yaml")
-        assert scenario.name == name
 
 
 def test_honest_parties_filter_by_default_and_filters_empty_turns_it_off(tiny_raw):

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from testbed.config import parse_scenario
 from testbed.datasets import Cifar10
 from testbed.models import he_friendly_problem, is_he_friendly
-from testbed.registry import DATASETS, MODELS, SPLITS, Spec
-from testbed.config import parse_scenario
 from testbed.party import Party
+from testbed.registry import DATASETS, MODELS, SPLITS, Spec
 from testbed.training import CROP_PADDING, augmented, mutual_learning_loss
 
 
@@ -143,7 +143,8 @@ def test_cosine_schedule_anneals_to_zero_over_the_epochs(tiny_raw):
 
 
 def test_validation_samples_replace_the_test_set_with_a_held_out_slice_of_the_train_pool(tiny_raw):
-    from testbed.population import load_data, party_data
+    from testbed.datasets import load_data
+    from testbed.shares import party_data
 
     full = load_data(parse_scenario(tiny_raw))
     scenario = parse_scenario(tiny_raw, ["validation_samples=20"])

@@ -11,7 +11,6 @@ validation costs milliseconds (the tables' figures are drawn for real).
 import io
 import json
 import zipfile
-from collections import Counter, defaultdict
 
 import pandas as pd
 import pytest
@@ -23,17 +22,12 @@ from PIL import Image
 
 from analysis import compare, frontier, gain, plots, privacy, regress, report, robustness
 from analysis import sweep as sweep_cli
-from analysis.privacy import prepare_out
+from analysis.privacy_runs import prepare_out
 
-#: Cases run per entry point in this session, by exit status (reported by test_fuzz_case_counts).
-COUNTS: dict[str, Counter] = defaultdict(Counter)
-
-
-def fuzzed(name: str, main, args: list[str], box) -> int:
+def fuzzed(main, args: list[str], box) -> int:
     inputs = box.snapshot()
     code, _, err = call(main, args)
     box.check(code, err, inputs)
-    COUNTS[name][code] += 1
     return code
 
 
@@ -68,7 +62,7 @@ def test_fuzzed_sweeps_fail_cleanly_inside_the_root(case, monkeypatch):
     with sandbox() as box:
         box.write("base.yaml", yaml.safe_dump(BASE))
         args = [str(box.write("sweep.yaml", text)), *extra] + (["--out", box.output_argument(out)] if out else [])
-        if fuzzed("analysis.sweep", sweep_cli.main, args, box) == 0:
+        if fuzzed(sweep_cli.main, args, box) == 0:
             assert any(p.name == "table.csv" for p in box.out.rglob("*"))
 
 
@@ -84,7 +78,7 @@ def test_fuzzed_comparisons_fail_cleanly_inside_the_root(case, out, extra, monke
     with sandbox() as box:
         args = [str(box.write("s.yaml", text)), *extra, *(a for o in overrides for a in ("--set", o))]
         args += ["--out", box.output_argument(out)] if out else []
-        if fuzzed("analysis.compare", compare.main, args, box) == 0:
+        if fuzzed(compare.main, args, box) == 0:
             assert any(p.name == "comparison.csv" for p in box.out.rglob("*"))
 
 
@@ -108,7 +102,7 @@ def test_fuzzed_privacy_runs_fail_cleanly_inside_the_root(case, command, out, ex
         return
     with sandbox() as box:
         args = [command, str(box.write("s.yaml", text)), *extra, *(a for o in overrides for a in ("--set", o))]
-        fuzzed("analysis.privacy", privacy.main, args + (["--out", box.output_argument(out)] if out else []), box)
+        fuzzed(privacy.main, args + (["--out", box.output_argument(out)] if out else []), box)
 
 
 # --- tables: robustness, plots, report, frontier, gain ----------------------------------------
@@ -150,7 +144,7 @@ def test_fuzzed_robustness_tables_fail_cleanly_inside_the_root(contents, out, mi
     with sandbox() as box:
         paths = [str(box.write(f"s{i}/table.csv", text)) for i, text in enumerate(contents)] + (["nowhere.csv"] if missing else [])
         args = paths + (["--out", box.output_argument(out)] if out else ["--out", str(box.out)])
-        fuzzed("analysis.robustness", robustness.main, args, box)
+        fuzzed(robustness.main, args, box)
 
 
 AXES = st.sampled_from(["defence", "attack", "party", "seed", "nope", "split"])
@@ -163,7 +157,7 @@ AXES = st.sampled_from(["defence", "attack", "party", "seed", "nope", "split"])
 def test_fuzzed_plots_fail_cleanly_inside_the_root(content, out, extra):
     with sandbox() as box:
         args = [str(box.write("sweep/table.csv", content)), "--out", box.output_argument(out), *(a for pair in extra for a in pair)]
-        fuzzed("analysis.plots", plots.main, args, box)
+        fuzzed(plots.main, args, box)
 
 
 COMPARISON = "protocol,accuracy,asr,bytes_per_epoch\nsmule,0.9,,10\nlocal,0.8,,0\n"
@@ -177,7 +171,7 @@ def test_fuzzed_reports_fail_cleanly_inside_the_root(content, comparison, out, o
         if comparison is not None:
             box.write("results/compare/comparison.csv", comparison)
         args = [str(box.inputs / "results")] + ["--out", box.output_argument(out) if out else str(box.out / "report")]
-        fuzzed("analysis.report", report.main, args + (["--overwrite"] if overwrite else []), box)
+        fuzzed(report.main, args + (["--overwrite"] if overwrite else []), box)
 
 
 @settings(FUZZ, max_examples=20)
@@ -186,7 +180,7 @@ def test_fuzzed_reports_fail_cleanly_inside_the_root(content, comparison, out, o
 def test_fuzzed_frontiers_fail_cleanly_inside_the_root(gains, harms, out, extra):
     with sandbox() as box:
         args = [str(box.write("gain/table.csv", gains)), str(box.write("harm/table.csv", harms)), "--out", box.output_argument(out), *extra]
-        fuzzed("analysis.frontier", frontier.main, args, box)
+        fuzzed(frontier.main, args, box)
 
 
 @settings(FUZZ, max_examples=20)
@@ -194,7 +188,7 @@ def test_fuzzed_frontiers_fail_cleanly_inside_the_root(gains, harms, out, extra)
 def test_fuzzed_gain_maps_fail_cleanly_inside_the_root(content, out, overwrite):
     with sandbox() as box:
         args = [str(box.write("gain/table.csv", content)), "--out", box.output_argument(out)] + (["--overwrite"] if overwrite else [])
-        fuzzed("analysis.gain", gain.main, args, box)
+        fuzzed(gain.main, args, box)
 
 
 # --- analysis.regress: arguments and baselines ------------------------------------------------
@@ -225,7 +219,7 @@ def test_fuzzed_regressions_fail_cleanly_inside_the_root(baseline, out, update, 
     with sandbox() as box:
         path = box.write("baseline.csv", baseline)
         args = [*extra, "--baseline", str(box.out / "baseline.csv") if update else str(path)] + (["--update"] if update else [])
-        fuzzed("analysis.regress", regress.main, args + (["--out", box.output_argument(out)] if out else []), box)
+        fuzzed(regress.main, args + (["--out", box.output_argument(out)] if out else []), box)
 
 
 # --- analysis.privacy report ------------------------------------------------------------------
@@ -247,7 +241,7 @@ def test_fuzzed_privacy_reports_fail_cleanly_inside_the_root(meta, damaged, dama
         for name, text in FLOOD.items():
             box.write(f"flood/{name}.csv", damage if name == damaged else text)
         args = ["report", str(box.inputs / "flood"), "--tables", box.output_argument(tables_out), "--figures", box.output_argument(figures_out)]
-        fuzzed("analysis.privacy", privacy.main, args + (["--overwrite"] if overwrite else []), box)
+        fuzzed(privacy.main, args + (["--overwrite"] if overwrite else []), box)
 
 
 # --- bench/ckks.py and bench/cifar10.py -------------------------------------------------------
@@ -267,7 +261,7 @@ def test_fuzzed_ckks_bench_arguments_fail_cleanly_inside_the_root(ckks_bench, ou
     monkeypatch.setattr(ckks_bench, "cifar_case", lambda *args, **kwargs: case)
     with sandbox() as box:
         target = str(box.out / "ckks.json") if out == "json" else box.output_argument(out)
-        if fuzzed("bench/ckks.py", ckks_bench.main, ["--out", target, *extra], box) == 0:
+        if fuzzed(ckks_bench.main, ["--out", target, *extra], box) == 0:
             assert json.loads((box.out / "ckks.json").read_text())["quick"] == ("--quick" in extra) if out == "json" else True
 
 
@@ -295,13 +289,4 @@ def test_fuzzed_cifar10_bench_arguments_fail_cleanly_inside_the_root(cifar_bench
     with sandbox() as box:
         path = {"zip": box.write("cifar.zip", tiny_cifar_zip()), "garbage": box.write("cifar.zip", b"PK\x03\x04 not a zip"),
                 "missing": box.inputs / "nowhere.zip", "directory": box.inputs}[data]
-        fuzzed("bench/cifar10.py", cifar_bench.main, ["--data", str(path), "--out", box.output_argument(out), *extra], box)
-
-
-def test_fuzz_case_counts():
-    """Runs after the fuzz tests: how many cases each entry point ran (reported with -rA / -s)."""
-    if not COUNTS:
-        pytest.skip("no fuzz test ran in this session")
-    print("fuzz cases run per entry point (by exit status): " + "; ".join(
-        f"{name} {sum(codes.values())} ({', '.join(f'{code}: {n}' for code, n in sorted(codes.items()))})" for name, codes in sorted(COUNTS.items())))
-    assert all(sum(codes.values()) >= 10 for codes in COUNTS.values()), COUNTS
+        fuzzed(cifar_bench.main, ["--data", str(path), "--out", box.output_argument(out), *extra], box)

@@ -18,22 +18,23 @@ from pathlib import Path
 
 import pytest
 import yaml
-from clitools import BASE, scenario_cases
+from clitools import BASE, fake_summary, scenario_cases
 from hypothesis import HealthCheck, given, settings
 
 from analysis import sweep as sweep_cli
-from testbed import results, runner
+from testbed import driver, results
 from testbed.cluster import PartyFailure
 from testbed.config import parse_scenario
+from testbed.files import read_json_lines
 from testbed.inprocess import InProcessParties
-from testbed.results import ResultsPathError, RunDirectory, inside, read_lines
+from testbed.results import ResultsPathError, RunDirectory, inside
 from testbed.run import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def no_run(*args, **kwargs):
-    raise AssertionError("an invalid input reached the runner")
+    raise AssertionError("an invalid input reached the driver")
 
 
 def files_under(path: Path) -> set[Path]:
@@ -109,7 +110,7 @@ SCENARIO_PROBES = [
 
 @pytest.mark.parametrize("text, overrides, key", [p[1:] for p in SCENARIO_PROBES], ids=[p[0] for p in SCENARIO_PROBES])
 def test_malformed_scenario_exits_2_naming_the_key(tmp_path, monkeypatch, capsys, text, overrides, key):
-    monkeypatch.setattr(runner, "run_scenario", no_run)
+    monkeypatch.setattr(driver, "run_scenario", no_run)
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(BASE) if text is None else text)
     args = [str(path), "--results-root", str(tmp_path / "results")] + [a for o in overrides for a in ("--set", o)]
@@ -154,7 +155,7 @@ def test_messages_name_the_key_the_value_and_the_fix(tiny_raw):
 
 
 def test_cifar10_path_must_have_the_layout(tmp_path, tiny_raw, monkeypatch, capsys):
-    monkeypatch.setattr(runner, "run_scenario", no_run)
+    monkeypatch.setattr(driver, "run_scenario", no_run)
     monkeypatch.delenv("SMULE_CIFAR10", raising=False)
     not_cifar = tmp_path / "notes.txt"
     not_cifar.write_text("not CIFAR-10")
@@ -174,7 +175,7 @@ def test_cifar10_path_must_have_the_layout(tmp_path, tiny_raw, monkeypatch, caps
 
 @pytest.mark.parametrize("where", ["file", "under-file", "proc"])
 def test_out_that_cannot_hold_results_exits_2(tmp_path, monkeypatch, capsys, where):
-    monkeypatch.setattr(runner, "run_scenario", no_run)
+    monkeypatch.setattr(driver, "run_scenario", no_run)
     scenario = tmp_path / "s.yaml"
     scenario.write_text(yaml.safe_dump(BASE))
     existing = tmp_path / "existing"
@@ -240,7 +241,7 @@ def test_writes_resolve_inside_the_results_root(tmp_path):
 
 
 def test_scenario_directory_linked_outside_the_root_is_refused(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(runner, "run_scenario", no_run)
+    monkeypatch.setattr(driver, "run_scenario", no_run)
     root, elsewhere = tmp_path / "results", tmp_path / "elsewhere"
     root.mkdir()
     elsewhere.mkdir()
@@ -258,7 +259,7 @@ def test_overwrite_keeps_earlier_results_until_the_rerun_completes(tmp_path, mon
     scenario = tmp_path / "s.yaml"
     scenario.write_text(yaml.safe_dump({**BASE, "epochs": 2}))
     out = tmp_path / "run"
-    monkeypatch.setattr(runner, "RayParties", InProcessParties)
+    monkeypatch.setattr(driver, "RayParties", InProcessParties)
     assert main([str(scenario), "--out", str(out), "--quiet"]) == 0
     first = (out / "summary.json").read_text()
     (out / "notes.txt").write_text("mine")  # not the run's: never touched
@@ -269,7 +270,7 @@ def test_overwrite_keeps_earlier_results_until_the_rerun_completes(tmp_path, mon
                 raise PartyFailure("B", phase, RuntimeError("boom"))
             return super().gather(phase, calls)
 
-    monkeypatch.setattr(runner, "RayParties", Failing)
+    monkeypatch.setattr(driver, "RayParties", Failing)
     assert main([str(scenario), "--out", str(out), "--quiet", "--overwrite", "--set", "seed=4"]) == 1
     err = capsys.readouterr().err
     assert "earlier results in" in err and "kept" in err
@@ -278,11 +279,11 @@ def test_overwrite_keeps_earlier_results_until_the_rerun_completes(tmp_path, mon
     staged = tmp_path / ".run.overwrite"
     assert json.loads((staged / "status.json").read_text())["state"] == "failed"
 
-    monkeypatch.setattr(runner, "RayParties", InProcessParties)
+    monkeypatch.setattr(driver, "RayParties", InProcessParties)
     assert main([str(scenario), "--out", str(out), "--quiet", "--overwrite", "--set", "seed=4"]) == 0
     assert json.loads((out / "summary.json").read_text())["seed"] == 4
     assert yaml.safe_load((out / "scenario.yaml").read_text())["seed"] == 4
-    assert len(read_lines(out / "metrics.jsonl")) == 2 * 3  # the new run's lines only: 2 parties, setup and 2 epochs
+    assert len(read_json_lines(out / "metrics.jsonl")) == 2 * 3  # the new run's lines only: 2 parties, setup and 2 epochs
     assert (out / "notes.txt").read_text() == "mine"
     assert not staged.exists()
 
@@ -303,18 +304,14 @@ def test_non_finite_numbers_are_written_as_null(tmp_path):
 
 # --- property-based: random scenarios and overrides -----------------------------------------
 
-FUZZ_EXAMPLES = 200
-fuzz_cases_run = []
-
-
-@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=scenario_cases())
 def test_fuzzed_scenarios_and_overrides_fail_cleanly_inside_the_root(case):
     raw, overrides, give_out = case
-    summary = {"parties": {}, "communication": {"setup_bytes": 0, "bytes_per_epoch": 0, "messages_per_epoch": 0}, "seconds": {"wall": 0.0}}
 
     def fake_run(scenario, out, progress=True):
         out.write_yaml("scenario.yaml", scenario.dump())
+        summary = fake_summary(scenario)
         out.complete(summary)
         return summary
 
@@ -329,8 +326,8 @@ def test_fuzzed_scenarios_and_overrides_fail_cleanly_inside_the_root(case):
         args = [str(scenario), "--quiet", "--results-root", str(root)] + [a for o in overrides for a in ("--set", o)]
         if give_out:
             args += ["--out", str(root / "run")]
-        saved = runner.run_scenario
-        runner.run_scenario = fake_run
+        saved = driver.run_scenario
+        driver.run_scenario = fake_run
         stderr, sys.stderr = sys.stderr, __import__("io").StringIO()
         stdout, sys.stdout = sys.stdout, __import__("io").StringIO()
         try:
@@ -340,22 +337,12 @@ def test_fuzzed_scenarios_and_overrides_fail_cleanly_inside_the_root(case):
                 code = exit.code
             err = sys.stderr.getvalue()
         finally:
-            runner.run_scenario, sys.stderr, sys.stdout = saved, stderr, stdout
-        fuzz_cases_run.append(code)
+            driver.run_scenario, sys.stderr, sys.stdout = saved, stderr, stdout
         assert code in (0, 1, 2), (code, err)
         assert "Traceback" not in err
         assert all(p == scenario or p.resolve().is_relative_to(root.resolve()) for p in files_under(base))
         if code == 0:
             assert any(p.name == "summary.json" for p in files_under(root))
-
-
-def test_fuzz_case_count():
-    """Runs after the fuzz test: how many cases it ran (reported with -rA / -s)."""
-    if not fuzz_cases_run:
-        pytest.skip("the fuzz test did not run in this session")
-    codes = {code: fuzz_cases_run.count(code) for code in sorted(set(fuzz_cases_run))}
-    print(f"fuzz cases run: {len(fuzz_cases_run)}, by exit code: {codes}")
-    assert len(fuzz_cases_run) >= FUZZ_EXAMPLES
 
 
 # --- signals and hangs, with real processes -------------------------------------------------
@@ -385,7 +372,7 @@ def _wait_for(condition, proc, timeout=HANG_GUARD_S):
 def _training(out: Path) -> bool:
     """The run is past Ray's start-up and its parties are training."""
     try:
-        return len(read_lines(out / "metrics.jsonl")) >= 4
+        return len(read_json_lines(out / "metrics.jsonl")) >= 4
     except OSError:
         return False
 
@@ -465,8 +452,8 @@ MULTINODE = textwrap.dedent("""
     import ray, yaml
     from ray.cluster_utils import Cluster
     from testbed.config import parse_scenario
+    from testbed.driver import run_scenario
     from testbed.results import RunDirectory
-    from testbed.runner import run_scenario
 
     # One CPU per node, two parties wanting a whole CPU each: each party lands on its own node.
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 100 * 2**20, "include_dashboard": False})
@@ -494,10 +481,10 @@ def test_two_node_cluster_gives_the_single_node_results(tmp_path):
     assert placement == {"party_nodes": 2, "cluster_nodes": 2}
 
     single = RunDirectory(tmp_path / "single")
-    runner.run_scenario(parse_scenario({**BASE, "epochs": 4}), single, progress=False, placement=InProcessParties)
+    driver.run_scenario(parse_scenario({**BASE, "epochs": 4}), single, progress=False, placement=InProcessParties)
 
     def without_timings(path):
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in read_lines(path)]
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in read_json_lines(path)]
 
     for name in ("metrics.jsonl", "messages.jsonl"):
         assert without_timings(tmp_path / "cluster" / name) == without_timings(tmp_path / "single" / name)

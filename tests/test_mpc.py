@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from torch import nn
 
-from analysis.mpc.published import COLUMNS, CSV_PATH, load_published
+from analysis.published_mpc import COLUMNS, CSV_PATH, load_published
 from testbed.models import Poly2, Square
-from testbed.mpc.cost_model import Cost, epoch_cost, training_cost
-from testbed.mpc.crypten_measure import bytes_per_epoch, crypten_unavailable_reason, measure_crypten_training
+from testbed.mpc_cost.cost_model import Cost, epoch_cost, training_cost
+from testbed.mpc_cost.crypten_measure import bytes_per_epoch, crypten_unavailable_reason, measure_crypten_training
 from testbed.registry import MODELS
 
 BYTES_PER_OPENED = 2 * 8  # both parties send their 8-byte share of every opened ring element

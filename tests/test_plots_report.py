@@ -6,10 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from clitools import make_summary
 
-from analysis import plots, report
+from analysis import figures, plots, report
+from analysis.communication import communication_rows
+from analysis.figures import harm_figure, metric_figure
 from analysis.load import AggregationError, aggregate, load_runs, load_summaries
-from analysis.plots import communication_rows, harm_figure, metric_figure, plan, table_axes
+from analysis.plot_axes import plan, table_axes
 
 
 def table_rows(axes: dict, seed: int, accuracy: float, asr_delta: float | None = 0.0, kept: float | None = 1.0) -> list[dict]:
@@ -22,21 +25,23 @@ def table_rows(axes: dict, seed: int, accuracy: float, asr_delta: float | None =
 
 
 def write_run(path, seed: int, accuracies: list[float], state: str = "complete", kept: float = 0.75, measured=None):
-    """A run directory as testbed.runner leaves it, two parties (A honest, B malicious)."""
+    """A run directory as testbed.driver leaves it, two parties (A honest, B malicious)."""
     path.mkdir(parents=True)
     scenario = {"name": "t", "seed": seed, "epochs": len(accuracies), "protocol": {"kind": "smule"}, "scheme": {"kind": "plaintext"},
                 "dataset": {"kind": "synthetic"}, "training": {"learning_rate": 0.01},
                 "parties": {"A": {"role": "honest", "samples": 40, "filters": []}, "B": {"role": "malicious", "samples": 60, "filters": []}}}
     (path / "scenario.yaml").write_text(yaml.safe_dump(scenario))
     (path / "status.json").write_text(json.dumps({"state": state, "error": None}))
-    lines = [{"epoch": 0, "party": p, "bytes_sent": 100} for p in "AB"]
+    traffic = {"bytes_sent": 100, "bytes_received": 100, "messages_sent": 1, "messages_received": 1}
+    lines = [{"epoch": 0, "party": p, **traffic} for p in "AB"]
     for epoch, accuracy in enumerate(accuracies, start=1):
-        lines.append({"epoch": epoch, "party": "A", "accuracy": accuracy, "asr": None, "filter": {"kept": kept, "by_peer": {"B": {"kept": kept}}}})
-        lines.append({"epoch": epoch, "party": "B", "accuracy": 0.1, "asr": None, "filter": None})
+        lines.append({"epoch": epoch, "party": "A", "accuracy": accuracy, "asr": None, "filter": {"kept": kept, "by_peer": {"B": {"kept": kept}}}, **traffic})
+        lines.append({"epoch": epoch, "party": "B", "accuracy": 0.1, "asr": None, "filter": None, **traffic})
     (path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     if state == "complete":
         communication = {"setup_bytes": 1000, "bytes_per_epoch": 50, "exchange_epochs": len(accuracies) - 1, "rounds_per_epoch": 1}
-        (path / "summary.json").write_text(json.dumps({"scenario": "t", "dataset": "synthetic", "protocol": "smule", "communication": communication}))
+        summary = make_summary({"A": {}, "B": {"role": "malicious"}}, communication, seed=seed, epochs=len(accuracies))
+        (path / "summary.json").write_text(json.dumps(summary.written()))
 
 
 def test_aggregate_means_stds_and_counts_over_seeds():
@@ -118,7 +123,7 @@ def test_rate_axis_is_drawn_as_lines_in_percent():
 def test_filter_figure_uses_honest_filtering_parties():
     rows = [row for seed in range(2) for defence, kept in (("none", 1.0), ("agreement", 0.8 + 0.1 * seed)) for row in table_rows({"defence": defence}, seed, 0.9, kept=kept)]
     table = pd.DataFrame(rows).astype({"seed": str})
-    _, stats = metric_figure(table, plan(table, table_axes(table)), plots.FILTERS, "t")
+    _, stats = metric_figure(table, plan(table, table_axes(table)), figures.FILTERS, "t")
     assert stats.set_index("defence")["filter_kept_mean"].to_dict() == pytest.approx({"none": 1.0, "agreement": 0.85})
 
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from sklearn.datasets import load_digits
 
-from analysis import privacy
-from analysis.answers import ExchangeLog, agreement, distil, sequence_membership
+from analysis import privacy, privacy_audit
+from analysis.answer_leakage import ExchangeLog, agreement, distil, sequence_membership
 from analysis.membership import (
     attack_metrics,
     complementary_halves,
@@ -22,11 +22,12 @@ from analysis.membership import (
     train_local,
 )
 from testbed.config import TrainingConfig, parse_scenario
+from testbed.datasets import load_data
 from testbed.inprocess import InProcessParties
 from testbed.messages import Channel
 from testbed.models import predict
-from testbed.population import load_data, party_data
 from testbed.registry import MODELS, PROTOCOLS
+from testbed.shares import party_data
 from testbed.training import accuracy
 
 OVERFIT = TrainingConfig(batch_size=20, learning_rate=0.01)
@@ -140,11 +141,11 @@ def test_party_indices_and_held_out_samples(tiny_raw):
     shares = party_data(scenario, loaded)
     for share in shares.values():
         np.testing.assert_array_equal(loaded.train.x[share.indices], share.train.x)
-    held = privacy.held_out(loaded, shares, None, 0)
+    held = privacy_audit.held_out(loaded, shares, None, 0)
     assert len(held) == 60 and not set(held) & (set(shares["A"].indices) | set(shares["B"].indices))
-    assert len(privacy.held_out(loaded, shares, 55, 0)) == 55
-    with pytest.raises(privacy.AuditError, match="leave at least"):
-        privacy.held_out(loaded, party_data(parse_scenario(tiny_raw, ["parties.A.samples=40", "parties.B.samples=40"]), loaded), None, 0)
+    assert len(privacy_audit.held_out(loaded, shares, 55, 0)) == 55
+    with pytest.raises(privacy_audit.AuditError, match="leave at least"):
+        privacy_audit.held_out(loaded, party_data(parse_scenario(tiny_raw, ["parties.A.samples=40", "parties.B.samples=40"]), loaded), None, 0)
 
 
 def test_each_answer_is_paired_with_the_model_state_that_gave_it(tiny_raw):
@@ -161,7 +162,7 @@ def test_each_answer_is_paired_with_the_model_state_that_gave_it(tiny_raw):
 
 def test_variants_change_only_the_protocol_and_the_filters(tiny_raw):
     base = parse_scenario(tiny_raw)
-    runs = {name: privacy.variant(base, name, 7) for name in privacy.PROTOCOL_VARIANTS}
+    runs = {name: privacy_audit.variant(base, name, 7) for name in privacy_audit.PROTOCOL_VARIANTS}
     assert {run.seed for run in runs.values()} == {7}
     assert runs["smule_default"].parties["A"].filters and runs["smule_nofilter"].parties["A"].filters == []
     assert [runs[n].protocol.kind for n in ("local", "joint", "fedavg")] == ["local", "joint", "fedavg"]
@@ -185,7 +186,7 @@ def test_audit_writes_every_table_and_refuses_to_overwrite(small_file, tmp_path,
     assert privacy.main(args) == 0
     run = out / "tiny"
     membership = pd.read_csv(run / "membership.csv")
-    assert len(membership) == len(privacy.PROTOCOL_VARIANTS) * 4 * 2
+    assert len(membership) == len(privacy_audit.PROTOCOL_VARIANTS) * 4 * 2
     assert set(membership["nonmembers"]) == {120} and set(membership["setting"]) == {"synthetic, 2 x 40"}
     joint = membership[membership["protocol"] == "joint"].set_index(["members_of", "attack", "model_of"])["auc"]
     assert joint.xs("A", level="model_of").equals(joint.xs("B", level="model_of"))  # one joint model

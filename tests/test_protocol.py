@@ -67,7 +67,7 @@ def test_same_seed_same_results_other_seed_differs(tiny_raw):
     first = run(tiny_raw)[3]
     again = run(tiny_raw)[3]
     other = run(tiny_raw, ["seed=4"])[3]
-    losses = lambda e: [e[k][p]["loss"] for k in (1, 2, 3) for p in "AB"]  # noqa: E731
+    losses = lambda e: [e[k][p].loss for k in (1, 2, 3) for p in "AB"]  # noqa: E731
     assert losses(first) == losses(again)
     assert losses(first) != losses(other)
 
@@ -75,8 +75,8 @@ def test_same_seed_same_results_other_seed_differs(tiny_raw):
 def test_mutual_term_changes_training_only_after_warmup(tiny_raw):
     with_peers = run(tiny_raw)[3]
     alone = run(tiny_raw, ["training.mutual_weight=0"])[3]
-    assert with_peers[1]["A"]["loss"] == pytest.approx(alone[1]["A"]["loss"])  # warm-up: labels only
-    assert with_peers[2]["A"]["loss"] != pytest.approx(alone[2]["A"]["loss"])
+    assert with_peers[1]["A"].loss == pytest.approx(alone[1]["A"].loss)  # warm-up: labels only
+    assert with_peers[2]["A"].loss != pytest.approx(alone[2]["A"].loss)
 
 
 def test_manipulated_answers_reach_querier(tiny_raw):
@@ -118,22 +118,22 @@ def test_filter_audit_judges_answers_against_the_clean_twin(tiny_raw):
     assert 0 < harm.harmful.mean() <= truth.manipulated.mean()  # only swapped answers can be harmful
     assert not harm.harmful[~truth.manipulated].any()
     kept = a.guidance["B"].weights > 0
-    assert audit["harmful"] == pytest.approx(harm.harmful.mean())
-    assert audit["kept"] == pytest.approx(kept.mean())
-    assert audit["recall"] == pytest.approx((~kept & harm.harmful).sum() / harm.harmful.sum())
-    assert audit["precision"] == pytest.approx((~kept & harm.harmful).sum() / max((~kept).sum(), 1))
+    assert audit.harmful == pytest.approx(harm.harmful.mean())
+    assert audit.kept == pytest.approx(kept.mean())
+    assert audit.recall == pytest.approx((~kept & harm.harmful).sum() / harm.harmful.sum())
+    assert audit.precision == pytest.approx((~kept & harm.harmful).sum() / max((~kept).sum(), 1))
     # An honest responder's answers are never harmful.
     reply, honest_truth = parties["A"].answer("B", 6)
     parties["B"].receive(reply)
-    assert honest_truth.twin_logits is None and parties["B"].audit("A", honest_truth)["harmful"] == 0.0
+    assert honest_truth.twin_logits is None and parties["B"].audit("A", honest_truth).harmful == 0.0
 
 
 def test_audit_runs_every_exchange_epoch_per_peer(tiny_raw):
     tiny_raw["parties"]["B"]["role"] = "malicious"
     tiny_raw["parties"]["B"]["attacks"] = [{"kind": "class_swap", "source": 0, "target": 1, "rate": 0.5}]
     _, _, _, epochs = run(tiny_raw)
-    assert epochs[1]["A"]["filter"] is None  # warm-up: nothing exchanged
-    assert set(epochs[3]["A"]["filter"]["by_peer"]) == {"B"} and epochs[3]["B"]["filter"]["harmful"] == 0.0
+    assert epochs[1]["A"].filter is None  # warm-up: nothing exchanged
+    assert set(epochs[3]["A"].filter.by_peer) == {"B"} and epochs[3]["B"].filter.harmful == 0.0
 
 
 def test_clean_twin_shares_initialisation_and_guidance_but_not_poison(tiny_raw):
@@ -168,9 +168,9 @@ def test_twin_never_reaches_any_party(tiny_raw, monkeypatch):
     for epoch in (1, 2, 3):
         for party in "AB":
             for key in ("loss", "accuracy", "asr"):
-                assert honest[epoch][party][key] == noisy[epoch][party][key]
-    assert honest[3]["A"]["filter"]["kept"] == noisy[3]["A"]["filter"]["kept"]
-    assert honest[3]["A"]["filter"]["harm_kept"] != noisy[3]["A"]["filter"]["harm_kept"]  # only the audit saw the noise
+                    assert getattr(honest[epoch][party], key) == getattr(noisy[epoch][party], key)
+    assert honest[3]["A"].filter.kept == noisy[3]["A"].filter.kept
+    assert honest[3]["A"].filter.harm_kept != noisy[3]["A"].filter.harm_kept  # only the audit saw the noise
 
 
 def test_query_fraction_sends_a_seeded_subset_and_distils_only_on_it(tiny_raw):
@@ -190,5 +190,5 @@ def test_query_fraction_sends_a_seeded_subset_and_distils_only_on_it(tiny_raw):
     assert guidance.weights[unqueried].max() == 0 and guidance.weights[a.queried].max() > 0
     np.testing.assert_allclose(guidance.logits[a.queried], a.received["B"].peer_logits, rtol=1e-5, atol=1e-6)
     # The audit judges the queried answers against the twin's answers on the same samples.
-    assert epochs[3]["A"]["filter"]["harmful"] > 0
+    assert epochs[3]["A"].filter.harmful > 0
     assert Party(scenario, "A", with_twin=False).queried.tolist() == a.queried.tolist()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.privacy import run_protocol
+from analysis.privacy_runs import run_protocol
 from analysis.regress import invariants
 from testbed.config import ScenarioError, parse_scenario
 from testbed.inprocess import InProcessParties
@@ -63,8 +63,8 @@ def test_an_answering_protocol_gets_the_clean_twin_and_the_filter_audit():
     assert parties["B"].twin is not None and parties["A"].twin is None
     reports = {}
     PROTOCOLS.create(scenario.protocol).run(scenario, parties, Channel(), lambda epoch, metrics: reports.update({epoch: metrics}))
-    audit = reports[4]["A"]["filter"]
-    assert 0 <= audit["recall"] <= 1 and "harm_distilled" in audit
+    audit = reports[4]["A"].filter
+    assert 0 <= audit.recall <= 1 and audit.harm_distilled is not None
     shared = InProcessParties(parse_scenario(raw("toy_shared")))
     assert shared["B"].twin is None  # nothing is answered, so nothing is audited
 

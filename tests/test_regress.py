@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+from clitools import make_summary
 
 from analysis.regress import baseline_rows, invariants, metrics_of, suite, verdicts
 
@@ -58,11 +59,10 @@ def test_invariants_attacker_still_poisons_and_default_defence_holds(scenarios):
 
 
 def test_metrics_of_a_summary():
-    summary = {"seed": 0, "protocol": "smule", "scheme": "plaintext",
-               "parties": {"A": {"role": "honest", "accuracy": 0.9, "asr": 0.1, "filter": {"precision": 1.0, "recall": 0.5, "kept": 0.9}},
-                           "B": {"role": "malicious", "accuracy": 0.8, "asr": 0.7}},
-               "communication": {"bytes_per_epoch": 10, "setup_bytes": 20, "messages_per_epoch": 2, "rounds_per_epoch": 1}}
-    reference = {"parties": {"A": {"accuracy": 0.9, "asr": 0.05}, "B": {"accuracy": 0.8, "asr": 0.0}}}
+    summary = make_summary({"A": {"role": "honest", "accuracy": 0.9, "asr": 0.1, "filter": {"precision": 1.0, "recall": 0.5, "kept": 0.9}},
+                            "B": {"role": "malicious", "accuracy": 0.8, "asr": 0.7}},
+                           {"bytes_per_epoch": 10, "setup_bytes": 20, "messages_per_epoch": 2, "rounds_per_epoch": 1})
+    reference = make_summary({"A": {"accuracy": 0.9, "asr": 0.05}, "B": {"accuracy": 0.8, "asr": 0.0}})
     m = metrics_of(summary, reference)
     assert m["A", "asr_delta"] == pytest.approx(0.05) and m["B", "asr_delta"] == pytest.approx(0.7)
     assert m["A", "filter_recall"] == 0.5 and ("B", "filter_recall") not in m and m["*", "rounds_per_epoch"] == 1

@@ -16,21 +16,24 @@ import zipfile
 import pandas as pd
 import pytest
 import yaml
-from clitools import BASE, ROOT, call, load_bench
+from clitools import BASE, ROOT, call, load_bench, make_summary
 from PIL import Image
 
-from analysis import plots, privacy, regress, report
+from analysis import figures, plot_axes, plots, privacy, regress, report
 from analysis import sweep as sweep_cli
 from analysis.regress import invariants, metrics_of, read_baseline
 from analysis.sweep import summary_rows
-from testbed import runner
+from testbed import driver
+from testbed.attackers import success_probes
 from testbed.cli import interruptible
 from testbed.cluster import _signals_deferred, ray_utils
 from testbed.config import ScenarioError, parse_scenario
+from testbed.datasets import load_data
+from testbed.files import read_json_lines
 from testbed.inprocess import InProcessParties
 from testbed.memory import machine_memory_mb
-from testbed.population import load_data, success_probes
-from testbed.results import RunDirectory, read_lines, read_status
+from testbed.result_schema import Summary
+from testbed.results import RunDirectory, read_status
 from testbed.run import main
 
 
@@ -49,8 +52,8 @@ def scenario_file(tmp_path, raw=None):
 
 
 def run_cli(tmp_path, monkeypatch, *args):
-    """testbed.run in ``tmp_path`` with the runner replaced: validation only."""
-    monkeypatch.setattr(runner, "run_scenario", no_run)
+    """testbed.run in ``tmp_path`` with the driver replaced: validation only."""
+    monkeypatch.setattr(driver, "run_scenario", no_run)
     monkeypatch.chdir(tmp_path)
     return call(main, [str(a) for a in args])
 
@@ -247,8 +250,7 @@ def test_9_an_axis_named_after_a_table_column_is_refused(tmp_path, monkeypatch, 
 
 
 def test_9_protocol_and_scheme_axes_label_their_rows():
-    summary = {"seed": 0, "protocol": "smule", "scheme": "ckks", "communication": {"bytes_per_epoch": 1, "setup_bytes": 2},
-               "parties": {"A": {"role": "honest", "accuracy": 0.9, "asr": None}}}
+    summary = make_summary({"A": {"role": "honest", "accuracy": 0.9, "asr": None}}, {"bytes_per_epoch": 1, "setup_bytes": 2}, scheme="ckks")
     (row,) = summary_rows({"protocol": "smule_nofilter", "scheme": "ckks_real"}, summary)
     assert (row["party"], row["protocol"], row["scheme"]) == ("A", "smule_nofilter", "ckks_real")
 
@@ -400,18 +402,18 @@ TWO_ATTACKERS = {
 
 def test_19_every_targeted_attack_has_its_own_asr_in_the_summary_and_metrics(tmp_path):
     scenario = parse_scenario(TWO_ATTACKERS)
-    summary = runner.run_scenario(scenario, RunDirectory(tmp_path / "run"), progress=False, placement=InProcessParties)
+    summary = driver.run_scenario(scenario, RunDirectory(tmp_path / "run"), progress=False, placement=InProcessParties)
     probes = success_probes(scenario, load_data(scenario))
     assert list(probes) == ["B/backdoor_patch", "D/label_flip"]
     assert (probes["B/backdoor_patch"].target, probes["D/label_flip"].target) == (1, 2)
-    for name, party in summary["parties"].items():
-        assert party["asr"] is None  # ambiguous with two attacks
-        assert set(party["asr_by_attack"]) == {"B/backdoor_patch", "D/label_flip"}
-        assert all(0.0 <= v <= 1.0 for v in party["asr_by_attack"].values())
-    lines = [m for m in read_lines(tmp_path / "run" / "metrics.jsonl") if m["epoch"] == 2]
-    assert {m["party"]: m["asr_by_attack"] for m in lines} == {n: p["asr_by_attack"] for n, p in summary["parties"].items()}
+    for name, party in summary.parties.items():
+        assert party.asr is None  # ambiguous with two attacks
+        assert set(party.asr_by_attack) == {"B/backdoor_patch", "D/label_flip"}
+        assert all(0.0 <= v <= 1.0 for v in party.asr_by_attack.values())
+    lines = [m for m in read_json_lines(tmp_path / "run" / "metrics.jsonl") if m["epoch"] == 2]
+    assert {m["party"]: m["asr_by_attack"] for m in lines} == {n: p.asr_by_attack for n, p in summary.parties.items()}
     # The success of the label flip is what D's probe measures: source-class samples called the target.
-    flipped = summary["parties"]["A"]["asr_by_attack"]["D/label_flip"]
+    flipped = summary.parties["A"].asr_by_attack["D/label_flip"]
     assert flipped * len(probes["D/label_flip"].x) == pytest.approx(round(flipped * len(probes["D/label_flip"].x)))
 
 
@@ -423,13 +425,13 @@ def test_19_one_targeted_attack_keeps_the_single_asr_and_kinds_twice_get_a_suffi
     single = parse_scenario(raw, ["parties.B.attacks=[{kind: label_flip, rate: 0.1, source: 0, target: 1}]"])
     party = InProcessParties(single)["A"]
     result = party.evaluate()
-    assert list(result["asr_by_attack"]) == ["B/label_flip"] and result["asr"] == result["asr_by_attack"]["B/label_flip"]
+    assert list(result.asr_by_attack) == ["B/label_flip"] and result.asr == result.asr_by_attack["B/label_flip"]
 
 
-def _two_attack_summary(asr_a: dict, asr_b: dict) -> dict:
-    return {"seed": 0, "protocol": "smule", "scheme": "plaintext", "communication": {"bytes_per_epoch": 1, "setup_bytes": 2, "messages_per_epoch": 2, "rounds_per_epoch": 1},
-            "parties": {"A": {"role": "honest", "accuracy": 0.9, "asr": None, "asr_by_attack": asr_a},
-                        "B": {"role": "malicious", "accuracy": 0.8, "asr": None, "asr_by_attack": asr_b}}}
+def _two_attack_summary(asr_a: dict, asr_b: dict) -> Summary:
+    return make_summary({"A": {"role": "honest", "accuracy": 0.9, "asr": None, "asr_by_attack": asr_a},
+                         "B": {"role": "malicious", "accuracy": 0.8, "asr": None, "asr_by_attack": asr_b}},
+                        {"bytes_per_epoch": 1, "setup_bytes": 2, "messages_per_epoch": 2, "rounds_per_epoch": 1})
 
 
 def test_19_sweep_tables_regression_and_plots_read_each_attack():
@@ -449,8 +451,8 @@ def test_19_sweep_tables_regression_and_plots_read_each_attack():
     assert any("honest A's ASR delta +0.200 (B/backdoor_patch)" in text and not holds for text, holds in checks.items())
     # The harm figure draws one ASR row per attack where a run has several.
     table = pd.DataFrame([{**row, "seed": str(seed)} for seed in range(2) for row in summary_rows({"defence": "none"}, run, rate0)])
-    assert [m.column for m in plots.asr_metrics(table)] == ["asr_delta:B/backdoor_patch", "asr_delta:D/label_flip"]
-    fig, stats = plots.harm_figure(table, plots.plan(table, plots.table_axes(table)))
+    assert [m.column for m in figures.asr_metrics(table)] == ["asr_delta:B/backdoor_patch", "asr_delta:D/label_flip"]
+    fig, stats = figures.harm_figure(table, plot_axes.plan(table, plot_axes.table_axes(table)))
     assert stats["asr_delta:B/backdoor_patch_mean"].item() == pytest.approx(0.20) and len(fig.axes) == 4
     single = table.drop(columns=[c for c in table if c.endswith("D/label_flip")])
-    assert [m.column for m in plots.asr_metrics(single)] == ["asr_delta"]
+    assert [m.column for m in figures.asr_metrics(single)] == ["asr_delta"]

@@ -6,11 +6,11 @@ import pytest
 import ray
 import yaml
 
-from testbed import runner
+from testbed import driver
 from testbed.cluster import PartyFailure, RayParties
 from testbed.config import parse_scenario
+from testbed.files import read_json_lines
 from testbed.inprocess import InProcessParties
-from testbed.results import read_lines
 from testbed.run import main
 
 
@@ -29,12 +29,12 @@ def test_run_writes_results_contract(tmp_path, tiny_raw, ray_local, capsys):
     for name in "AB":
         party = summary["parties"][name]
         assert party["role"] == "honest" and 0.0 <= party["accuracy"] <= 1.0 and party["asr"] is None
-    messages = read_lines(out / "messages.jsonl")
+    messages = read_json_lines(out / "messages.jsonl")
     comm = summary["communication"]
     assert comm["setup_bytes"] == sum(m["bytes"] for m in messages if m["epoch"] == 0) > 0
     assert comm["bytes_per_epoch"] == sum(m["bytes"] for m in messages if m["epoch"] == 4) > 0
     assert comm["messages_per_epoch"] == 2
-    metrics = read_lines(out / "metrics.jsonl")
+    metrics = read_json_lines(out / "metrics.jsonl")
     assert len(metrics) == 2 * 5
     last_a = [m for m in metrics if m["party"] == "A" and m["epoch"] == 4][0]
     assert last_a["accuracy"] == summary["parties"]["A"]["accuracy"]
@@ -65,9 +65,9 @@ class FailingParties(InProcessParties):
 @pytest.mark.parametrize("error, code, state", [(None, 1, "failed"), (KeyboardInterrupt, 130, "interrupted")])
 def test_failed_run_leaves_no_summary(tmp_path, tiny_raw, monkeypatch, capsys, error, code, state):
     if error is None:
-        monkeypatch.setattr(runner, "RayParties", FailingParties)
+        monkeypatch.setattr(driver, "RayParties", FailingParties)
     else:
-        monkeypatch.setattr(runner, "run_scenario", lambda *a, **k: (_ for _ in ()).throw(error()))
+        monkeypatch.setattr(driver, "run_scenario", lambda *a, **k: (_ for _ in ()).throw(error()))
     out = tmp_path / "run"
     assert main([str(write(tmp_path, tiny_raw)), "--out", str(out), "--quiet"]) == code
     assert not (out / "summary.json").exists()

@@ -16,7 +16,7 @@ from testbed.registry import FILTERS, Params
 @FILTERS.register("divergence")
 class Divergence(Filter):
     class Params(Params):
-        threshold: float | None = Field(None, gt=0, description="keep if KL <= threshold (nats)")
+        threshold: float | None = Field(None, gt=0, description="keep if KL <= threshold (nats); give exactly one of threshold and percentile")
         percentile: float | None = Field(None, gt=0, le=100, description="keep if KL <= this percentile of the epoch")
 
         @model_validator(mode="after")

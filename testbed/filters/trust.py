@@ -21,7 +21,7 @@ class Trust(Filter):
         momentum: float = Field(0.5, ge=0, lt=1, description="weight of the previous estimate")
         low: float = Field(0.7, ge=0, le=1, description="trust at and below which the peer's weight is 0")
         high: float = Field(0.9, ge=0, le=1, description="trust at and above which the peer's weight is 1")
-        initial: float = Field(1.0, ge=0, le=1)
+        initial: float = Field(1.0, ge=0, le=1, description="trust before the first answer")
 
         @model_validator(mode="after")
         def _ordered(self):

@@ -16,6 +16,7 @@ from torch import nn
 from testbed.config import Scenario
 from testbed.messages import AnswerTruth, Channel, Message
 from testbed.registry import Component
+from testbed.result_schema import Evaluation, FilterAudit, PartyEpoch
 
 T = TypeVar("T")
 
@@ -50,7 +51,7 @@ class PartyInterface(ABC):
         """As querier: decode a peer's logits on our samples and filter them."""
 
     @abstractmethod
-    def audit(self, peer: str, truth: AnswerTruth) -> dict[str, float]:
+    def audit(self, peer: str, truth: AnswerTruth) -> FilterAudit:
         """Simulator only: how our filters treated ``peer``'s last answer."""
 
     @abstractmethod
@@ -58,8 +59,8 @@ class PartyInterface(ABC):
         """One epoch of local training (with the peers' guidance if ``use_peers``); the mean loss."""
 
     @abstractmethod
-    def evaluate(self) -> dict[str, float | None]:
-        """Test accuracy and attack success rate of the current model."""
+    def evaluate(self) -> Evaluation:
+        """Test accuracy and attack success rates of the current model."""
 
     @abstractmethod
     def take_timings(self) -> dict[str, float]:
@@ -86,19 +87,19 @@ class Parties(TypingProtocol):
     def gather(self, phase: str, calls: list[tuple[str, Any]]) -> list[Any]: ...
 
 
-#: Called after every epoch with (epoch, {party: metrics}); epoch 0 reports the setup.
-EpochReport = Callable[[int, dict[str, dict[str, Any]]], None]
+#: Called after every epoch with (epoch, {party: its epoch}); epoch 0 reports the setup.
+EpochReport = Callable[[int, dict[str, PartyEpoch]], None]
 
 
 def train_and_report(
     parties: Parties, trainers: list[str], epoch: int, report: EpochReport | None, reported_as: list[str] | None = None
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, PartyEpoch]:
     """One epoch of label-only training and evaluation for ``trainers``; reported (if ``report``)
     under the names ``reported_as`` (default: the trainers themselves)."""
     losses = parties.gather("train", [(p, parties[p].train(False)) for p in trainers])
     scores = parties.gather("evaluate", [(p, parties[p].evaluate()) for p in trainers])
     times = parties.gather("timings", [(p, parties[p].take_timings()) for p in trainers])
-    metrics = {p: {"loss": loss, **score, "seconds": seconds} for p, loss, score, seconds in zip(trainers, losses, scores, times)}
+    metrics = {p: PartyEpoch.scored(loss, score, seconds) for p, loss, score, seconds in zip(trainers, losses, scores, times)}
     if reported_as is not None:
         metrics = {name: metrics[trainers[0]] for name in reported_as}
     if report is not None:

@@ -49,7 +49,7 @@ class FedAvg(TrainingProtocol):
                 # Evaluate the averaged models: they are what the parties hold after the round.
                 scores = parties.gather("evaluate", [(p, parties[p].evaluate()) for p in parties.names])
                 for p, score in zip(parties.names, scores):
-                    metrics[p].update(score)
+                    metrics[p] = metrics[p].model_copy(update=dict(score))
             report(epoch, metrics)
 
 

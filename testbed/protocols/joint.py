@@ -4,7 +4,7 @@ This is the function secure MPC training (SecureML-style, CrypTen) computes, up 
 error, while hiding the data; since nobody can inspect or filter the union, its accuracy and
 attack success come from plaintext training here. The first party hosts the joint model and
 every party reports it. Its MPC communication is not simulated message by message: the
-driver adds it to the summary from :mod:`testbed.mpc` (cost model, and CrypTen where
+driver adds it to the summary from :mod:`testbed.mpc_cost` (cost model, and CrypTen where
 installed), each figure labelled with its source.
 """
 
@@ -16,12 +16,13 @@ import numpy as np
 from pydantic import Field
 
 from testbed.config import Scenario
+from testbed.datasets import load_data
 from testbed.messages import Channel
-from testbed.mpc.cost_model import SOURCE, epoch_cost
-from testbed.mpc.crypten_measure import bytes_per_epoch, crypten_unavailable_reason, measure_crypten_training, rounds_per_epoch
-from testbed.population import load_data, party_data
+from testbed.mpc_cost.cost_model import SOURCE, epoch_cost
+from testbed.mpc_cost.crypten_measure import bytes_per_epoch, crypten_unavailable_reason, measure_crypten_training, rounds_per_epoch
 from testbed.protocols.base import EpochReport, Parties, PartyInterface, TrainingProtocol, train_and_report
 from testbed.registry import DATASETS, MODELS, PROTOCOLS, Params
+from testbed.shares import party_data
 
 
 @PROTOCOLS.register("joint")

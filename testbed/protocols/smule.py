@@ -9,12 +9,11 @@ party trains on its labels plus the distillation term toward its peers' answers.
 from __future__ import annotations
 
 from itertools import permutations
-from typing import Any
-
 from testbed.config import Scenario
 from testbed.messages import Channel
 from testbed.protocols.base import EpochReport, Parties, TrainingProtocol, Valid
 from testbed.registry import PROTOCOLS
+from testbed.result_schema import FilterAudit, PartyEpoch
 
 
 @PROTOCOLS.register("smule")
@@ -38,11 +37,11 @@ class SMuLe(TrainingProtocol):
         parties.gather("accept", [(m.receiver, parties[m.receiver].accept(m)) for m in queries])
         del queries  # the setup payloads are the run's largest objects (GBs for CIFAR-10): keep only their sizes
         times = parties.gather("timings", [(p, parties[p].take_timings()) for p in parties.names])
-        report(0, {p: {"seconds": seconds} for p, seconds in zip(parties.names, times)})
+        report(0, {p: PartyEpoch(seconds=seconds) for p, seconds in zip(parties.names, times)})
 
         for epoch in range(1, scenario.epochs + 1):
             exchange = epoch > scenario.training.warmup_epochs
-            audits: dict[str, dict[str, dict]] = {p: {} for p in parties.names}
+            audits: dict[str, dict[str, FilterAudit]] = {p: {} for p in parties.names}
             if exchange:
                 answers = parties.gather("answer", [(r, parties[r].answer(q, epoch)) for q, r in directions])
                 for message, _ in answers:
@@ -56,15 +55,15 @@ class SMuLe(TrainingProtocol):
             scores = parties.gather("evaluate", [(p, parties[p].evaluate()) for p in parties.names])
             times = parties.gather("timings", [(p, parties[p].take_timings()) for p in parties.names])
             report(epoch, {
-                p: {"loss": loss, **score, "filter": mean_audit(audits[p]), "seconds": seconds}
+                p: PartyEpoch.scored(loss, score, seconds, filter=mean_audit(audits[p]))
                 for p, loss, score, seconds in zip(parties.names, losses, scores, times)
             })
 
 
-def mean_audit(audits: dict[str, dict[str, float]]) -> dict[str, Any] | None:
+def mean_audit(audits: dict[str, FilterAudit]) -> FilterAudit | None:
     """Filter metrics of one querier averaged over its peers, and per peer under ``by_peer``
     (None in epochs without exchange)."""
     if not audits:
         return None
-    values = list(audits.values())
-    return {**{key: sum(a[key] for a in values) / len(values) for key in values[0]}, "by_peer": audits}
+    values = [audit.written() for audit in audits.values()]
+    return FilterAudit(**{key: sum(a[key] for a in values) / len(values) for key in values[0]}, by_peer=audits)

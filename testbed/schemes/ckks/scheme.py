@@ -33,12 +33,14 @@ from testbed.timing import Stopwatch
 @SCHEMES.register("ckks")
 class CkksScheme(SecureInferenceScheme):
     """CKKS secure inference with feature-major packing (CryptoNets-style, Gilad-Bachrach et al.,
-    ICML 2016). Creating one gives a :class:`RealCkks` or an :class:`AccountedCkks` by ``mode``."""
+    ICML 2016): the querier's samples stay encrypted, the responder's weights stay home.
+
+    Creating one gives a :class:`RealCkks` or an :class:`AccountedCkks` by ``mode``."""
 
     class Params(Params):
-        mode: Literal["real", "accounted"] = "real"
+        mode: Literal["real", "accounted"] = Field("real", description="real: the cryptography runs; accounted: plaintext logits, charged the bytes real mode sends")
         depth: int = Field(5, ge=1, description="multiplicative depth the querier's keys support; he_cnn and one-hidden-layer mlp need 5 and 3")
-        poly_modulus_degree: Literal[4096, 8192, 16384, 32768] | None = Field(None, description="None: the smallest that fits depth")
+        poly_modulus_degree: Literal[4096, 8192, 16384, 32768] | None = Field(None, description="ring degree; null: the smallest secure one that fits depth")
         scale_bits: int = Field(26, ge=20, le=40, description="CKKS scale 2^scale_bits; also the bit size of each rescaling prime")
         headroom_bits: int = Field(10, ge=4, le=20, description="extra bits of the last prime: logits must stay below 2^(headroom_bits-1)")
         rerandomize: bool = Field(True, description="add a fresh encryption of zero to every reply ciphertext")

@@ -8,7 +8,7 @@ defines it: per iteration, per epoch, whole training run, or a ratio against pri
 settings (parties, threat model, network, LAN/WAN) differ from this testbed's, so the rows
 are context for the measured and modelled CrypTen figures, not substitutes for them.
 
-``published_mpc_volumes.csv`` holds the absolute volumes that :mod:`analysis.plots` draws: rows
+``published_mpc_volumes.csv`` holds the absolute volumes that :mod:`analysis.figures` draws: rows
 copied verbatim from the shared ``published_mpc_training.csv`` (Piranha's Tables 2 and 4, read
 from the numbers its artifact repository hard-codes; Table 2's units are inferred, its
 ``unit_checked`` is ``no``), read by :func:`load_volumes`.

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from testbed.models import Poly2, Square
-from testbed.mpc.cost_model import PARTIES, batches_per_epoch
+from testbed.mpc_cost.cost_model import PARTIES, batches_per_epoch
 
 PROVIDERS = ("TFP", "TTP")  # CrypTen's trusted first party (default) or trusted third party
 _MISSING_TORCH_MODULE = "torch.onnx._internal.registration"

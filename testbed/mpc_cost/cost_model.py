@@ -1,7 +1,7 @@
 """Analytical communication cost of two-party secret-sharing training, as CrypTen runs it.
 
 What is modelled is CrypTen 0.4.1's protocol, read from its source, so that the model can be
-checked number for number against :mod:`testbed.mpc.crypten_measure`:
+checked number for number against :mod:`testbed.mpc_cost.crypten_measure`:
 
 - Values are fixed-point numbers (16 fractional bits) additively shared over the ring
   Z_{2^64}; every opened or exchanged ring element is 8 bytes. Binary (XOR) shares are
@@ -63,7 +63,7 @@ LOG_HOUSEHOLDER_STEPS = 2
 LOG_ORDER = 8
 INV_SQRT_NR_STEPS = 3
 PAIRWISE_PROD_LIMIT = 2 * RING_BITS  # above this many comparisons per row CrypTen sums instead of multiplying
-SOURCE = "model: two-party arithmetic sharing as CrypTen 0.4.1 runs it (testbed/mpc/cost_model.py)"
+SOURCE = "model: two-party arithmetic sharing as CrypTen 0.4.1 runs it (testbed/mpc_cost/cost_model.py)"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""What several attack families share: the rate rule, class-index parameters and their checks,
-and the source -> target success probe."""
+"""Class-index parameters of targeted attacks, their check against the data set, and the
+source -> target attack's parameters and success probe."""
 
 from __future__ import annotations
 
@@ -9,29 +9,10 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from attacks.base import SuccessProbe
+from attacks.budget import Rate
 from testbed.registry import Params
 
-Rate = Annotated[float, Field(ge=0.0, le=1.0, description="share of the samples attacked (see choose)")]
 ClassIndex = Annotated[int, Field(ge=0, description="a class index, below the dataset's class count")]
-
-
-def budget(eligible: np.ndarray, rate: float) -> int:
-    """How many samples an attack at ``rate`` touches: ``round(rate * n)`` over all ``n`` samples,
-    at most the number of ``eligible`` ones."""
-    return min(round(rate * len(eligible)), int(eligible.sum()))
-
-
-def choose(rng: np.random.Generator, eligible: np.ndarray, rate: float) -> np.ndarray:
-    """The attacked samples, as a bool mask: ``round(rate * n)`` of the ``n = len(eligible)``
-    samples, drawn uniformly without replacement among the ``eligible`` ones, or every eligible
-    sample when there are fewer.
-
-    The count is taken over all ``n`` samples, not over the eligible subset, so a given rate is
-    the same budget for every attack. ``round`` is Python's (halves to even: 0.25 * 10 -> 2).
-    """
-    mask = np.zeros(len(eligible), dtype=bool)
-    mask[rng.choice(np.flatnonzero(eligible), size=budget(eligible, rate), replace=False)] = True
-    return mask
 
 
 def check_classes(attack, classes: int, *names: str) -> None:
