@@ -32,14 +32,15 @@ def markdown(points: pd.DataFrame) -> str:
     defences = [d for d in dict.fromkeys(points[DEFENCE]) if d != NONE]
     lines = ["# SMuLe's clean gain over local training", "",
              "Honest parties' accuracy (%), mean +- std over seeds; gain: the defence minus local training, per seed, in points.", "",
-             "| setting | seeds | local | none | gain (none) | " + " | ".join(f"gain ({d})" for d in defences) + " |",
+             "| " + " | ".join(["setting", "seeds", "local", "none", "gain (none)"] + [f"gain ({d})" for d in defences]) + " |",
              "|---|---|---|---|---|" + "---|" * len(defences)]
     for setting, rows in points.groupby("setting", sort=False):
         by = rows.set_index(DEFENCE)
         none = by.loc[NONE]
         cells = [f"{by.loc[d, 'gain_mean']:+.1f} +- {by.loc[d, 'gain_std']:.1f}" if d in by.index else "-" for d in defences]
-        lines.append(f"| {setting} | {int(none['seeds'])} | {none['local_accuracy_mean']:.1f} | {none['accuracy_mean']:.1f} +- {none['accuracy_std']:.1f} "
-                     f"| **{none['gain_mean']:+.1f} +- {none['gain_std']:.1f}** | " + " | ".join(cells) + " |")
+        first = [setting, str(int(none["seeds"])), f"{none['local_accuracy_mean']:.1f}", f"{none['accuracy_mean']:.1f} +- {none['accuracy_std']:.1f}",
+                 f"**{none['gain_mean']:+.1f} +- {none['gain_std']:.1f}**"]
+        lines.append("| " + " | ".join(first + cells) + " |")
     return "\n".join(lines) + "\n"
 
 

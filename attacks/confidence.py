@@ -45,3 +45,30 @@ class ConfidenceDrain(SourceToTarget, Manipulation):
         drain = np.zeros((len(selected), classes))
         drain[selected, self.params.source] = -self.params.strength
         return drain
+
+
+@ATTACKS.register("confidence_boost")
+class ConfidenceBoost(SourceToTarget, Manipulation):
+    """Raise the ``target`` logit of the answers by ``strength``: ``out = logits + strength * e_target``.
+
+    Written against ``own_confidence`` with ``true_label`` (``anchored_true_label``), the mirror
+    of ``confidence_drain``: ``own_confidence`` lets the peer raise the querier's confidence in a
+    label and never lower it, so the one channel left is a rise. On ``target`` samples the boosted
+    answer says "surely the label", which the querier distils as the heavier weight of a class
+    prior (its boundary moves toward ``target``, taking borderline ``source`` samples); on every
+    other sample it lowers ``p(true label)``, which ``own_confidence`` undoes and which ``true_label``
+    alone lets through (a drain of every class but ``target``).
+
+    What the attacker knows: the querier's defences, not its samples, labels or the answers'
+    values (blind, as ``confidence_drain``). Parameters: ``rate``, ``source`` (the class it hopes
+    to take; it changes only what counts as success), ``target`` and ``strength`` (logits, > 0;
+    default 8). Success probe: ``source``-class test samples classified as ``target``.
+    """
+
+    class Params(SourceTargetParams):
+        strength: float = Field(8.0, gt=0.0, allow_inf_nan=False, description="logits added to the target class")
+
+    def offset(self, selected: np.ndarray, classes: int, rng: np.random.Generator) -> np.ndarray:
+        boost = np.zeros((len(selected), classes))
+        boost[selected, self.params.target] = self.params.strength
+        return boost

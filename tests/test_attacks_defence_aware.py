@@ -1,4 +1,4 @@
-"""Attacks written against the defences (confidence_drain), the blind Byzantine attacks on
+"""Attacks written against the defences (confidence_drain, confidence_boost), the blind Byzantine attacks on
 distillation (loss_max, class_prior) and the distillation-surviving backdoor (distill_backdoor):
 their exact maps, what fit() learns, determinism, and parameter validation."""
 
@@ -39,6 +39,32 @@ def test_confidence_drain_lowers_the_source_logit_of_every_selected_answer_only(
     x, y = np.zeros((6, 1, 2, 2), dtype=np.float32), np.array([3, 1, 3, 0, 2, 3])
     probe = attack.success_probe(x, y)
     assert len(probe.x) == 3 and probe.target == 1
+
+
+def test_confidence_boost_raises_only_the_target_logit_and_passes_own_confidence_only_on_target_samples():
+    from testbed.filters.base import PredictionView, rewritten
+    from testbed.metrics import softmax
+    from testbed.registry import FILTERS
+
+    rng = np.random.default_rng(3)
+    logits, own = rng.normal(size=(12, 4)), rng.normal(size=(12, 4))
+    attack = make("confidence_boost", rate=1.0, source=1, target=2, strength=5.0)
+    boosted = full_map(attack, logits)
+    np.testing.assert_allclose(boosted[:, 2], logits[:, 2] + 5.0, rtol=1e-6)
+    np.testing.assert_array_equal(np.delete(boosted, 2, axis=1), np.delete(logits, 2, axis=1))
+    # Through own_confidence + true_label: on target samples the raised p(label) passes; elsewhere
+    # the querier's own confidence floors what the boost took away.
+    labels = np.arange(12) % 4
+    anchored = [FILTERS.create(FILTERS.parse_spec({"kind": k})) for k in ("own_confidence", "true_label")]
+    def distilled_label_p(peer):
+        out = softmax(rewritten(anchored, PredictionView(peer, own, labels, 2.0)), 2.0)
+        return out[np.arange(12), labels]
+    honest, attacked = distilled_label_p(logits), distilled_label_p(boosted)
+    on_target = labels == 2
+    assert (attacked[on_target] > honest[on_target] + 0.05).all()
+    own_p = softmax(own, 2.0)[np.arange(12), labels]
+    assert (attacked[~on_target] >= own_p[~on_target] - 1e-5).all()
+    assert (attacked[~on_target] < honest[~on_target] + 1e-5).all()
 
 
 def test_loss_max_puts_the_answer_on_the_least_likely_class():
@@ -177,6 +203,7 @@ def test_the_rate_zero_reference_probes_the_same_trigger():
 @pytest.mark.parametrize("kind, params, culprit", [
     ("confidence_drain", {"rate": 1.0, "source": 1, "target": 1}, "must differ"),
     ("confidence_drain", {"rate": 1.0, "source": 1, "target": 2, "strength": 0}, "strength=0"),
+    ("confidence_boost", {"rate": 1.0, "source": 1, "target": 2, "strength": -1}, "strength=-1"),
     ("loss_max", {"rate": 1.0, "sharpness": -1}, "sharpness=-1"),
     ("class_prior", {"rate": 2.0}, "rate=2.0"),
     ("distill_backdoor", {"rate": 0.1, "target": 0, "rounds": 0}, "rounds=0"),

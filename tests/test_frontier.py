@@ -139,6 +139,11 @@ def test_gain_map_reports_each_arm_against_local_per_setting(tmp_path, capsys):
     assert gain.main([str(harm_table(tmp_path)), "--out", str(tmp_path / "g2")]) == 2
     assert "reads clean sweeps only" in capsys.readouterr().err
 
+    only_none = tmp_path / "only_none"
+    assert gain.main([str(gain_table(tmp_path, {"local": GAIN["local"], "none": GAIN["none"]}, name="g3")), "--out", str(only_none)]) == 0
+    table = [line for line in (only_none / "gain.md").read_text().splitlines() if line.startswith("|")]
+    assert {line.count("|") for line in table} == {6}  # five columns on every line, no empty sixth
+
 
 def test_a_setting_whose_gain_is_within_noise_has_no_share_to_keep(tmp_path):
     small = {"local": [0.60, 0.60], "none": [0.605, 0.61], "keeper": [0.60, 0.61]}  # +0.75 points
