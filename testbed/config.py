@@ -108,8 +108,13 @@ class TrainingConfig(Strict):
 
 
 #: The defence an honest party runs when its scenario names no ``filters`` (``filters: []`` turns
-#: filtering off). Chosen from the seeded robustness table in docs/results.md.
-DEFAULT_FILTERS: tuple[dict[str, Any], ...] = ({"kind": "true_label"},)
+#: filtering off): ``trust`` (the peer's weight falls to 0 while its answers' argmax disagrees with
+#: the querier's labels), then ``own_confidence`` and ``true_label``. Chosen from the
+#: utility-robustness frontier by the rule of ``analysis.frontier`` (the most gain kept among the
+#: defences whose worst-case harm is at most 2 points): docs/results.md, "The utility-robustness
+#: frontier". It keeps none of SMuLe's gain on a label-skewed split, where it switches an honest but
+#: different peer off.
+DEFAULT_FILTERS: tuple[dict[str, Any], ...] = ({"kind": "trust"}, {"kind": "own_confidence"}, {"kind": "true_label"})
 
 
 class PartyConfig(Strict):

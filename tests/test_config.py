@@ -105,7 +105,7 @@ def test_honest_parties_filter_by_default_and_filters_empty_turns_it_off(tiny_ra
 
     tiny_raw["parties"]["B"].update(role="malicious", attacks=[{"kind": "class_swap", "source": 0, "target": 1, "rate": 1.0}])
     scenario = parse_scenario(tiny_raw)
-    assert [f.dump() for f in scenario.parties["A"].filters] == [dict(f) for f in DEFAULT_FILTERS]
+    assert [f.dump()["kind"] for f in scenario.parties["A"].filters] == [f["kind"] for f in DEFAULT_FILTERS]
     assert scenario.parties["B"].filters == []  # the attacker does not defend
     assert parse_scenario(tiny_raw, ["parties.A.filters=[]"]).parties["A"].filters == []
     # The resolved scenario names the default explicitly, so re-reading it gives the same run.
