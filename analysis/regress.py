@@ -54,7 +54,7 @@ DEFAULT_DEFENCE_MAX_ASR_DELTA = 0.05
 NAIVE_ATTACKS = ("flip", "patch", "blend", "swap")
 #: ...and, on the label-skewed clean scenarios (local, no filter, default), the default keeps at
 #: least this share of the accuracy gain SMuLe without a filter has over local training. The
-#: default keeps none of it (docs/results.md, "The utility-robustness frontier": 0% over 3 seeds,
+#: default keeps none of it (docs/results.md, "The utility-robustness frontier": 0% over 3 seeds;
 #: it switches the honest peer off): the bound guards that it costs no more than a quarter of the
 #: gain below local training, and, through the share's definition, that the gain itself exists.
 GAIN_SCENARIOS = ("dirichlet_local", "dirichlet_none", "dirichlet_default")
