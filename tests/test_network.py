@@ -5,14 +5,17 @@ log, and bad ``network`` values refused naming the key."""
 import json
 
 import pytest
+from clitools import make_summary
 
+from analysis import report
+from analysis.compare import write_network
 from testbed.config import ScenarioError, parse_scenario
 from testbed.driver import run_scenario
 from testbed.inprocess import InProcessParties
 from testbed.network import PROFILES, Leg, Link, leg_seconds, mpc_leg, network_time
 from testbed.result_schema import Communication, read_summary
 from testbed.results import RunDirectory
-from testbed.run import main
+from testbed.run import main, summary_table
 
 WAN = Link(bandwidth_mbps=100.0, rtt_ms=40.0)
 #: 8 Mbit/s moves one byte per microsecond: seconds are bytes / 1e6, easy to check by hand.
@@ -142,3 +145,64 @@ def test_a_run_s_summary_times_the_bytes_of_its_own_message_log(tmp_path, tiny_r
     assert comm.network_seconds_per_epoch == pytest.approx(largest_in(last) / 1e6 + kinds_in(last) * 0.01)
     assert comm.network_setup_seconds == pytest.approx(largest_in(0) / 1e6 + kinds_in(0) * 0.01)
     assert comm.network_seconds_per_epoch > 0.01 and (comm.network_setup_seconds > 0.01) == (protocol == "smule")
+
+
+# -- the comparison's network table, break-even and figure ------------------------------------
+def compared_runs():
+    """SMuLe with a costly setup and cheap epochs, FedAvg without setup and dearer epochs, joint MPC
+    training, local training: as their summaries record them."""
+    smule = make_summary({"A": {}, "B": {}}, {"setup_bytes": 10_000_000, "setup_messages": 2, "setup_bytes_by_direction": {"A->B": 5_000_000, "B->A": 5_000_000},
+                                              "setup_rounds": 1, "bytes_per_epoch": 200_000, "messages_per_epoch": 2, "rounds_per_epoch": 1, "exchange_epochs": 2,
+                                              "bytes_per_epoch_by_direction": {"A->B": 100_000, "B->A": 100_000}}, scheme="ckks")
+    fedavg = make_summary({"A": {}, "B": {}}, {"bytes_per_epoch": 4_000_000, "messages_per_epoch": 2, "rounds_per_epoch": 1, "exchange_epochs": 3,
+                                               "bytes_per_epoch_by_direction": {"A->B": 2_000_000, "B->A": 2_000_000}}, protocol="fedavg")
+    joint = make_summary({"A": {}, "B": {}}, {"mpc_bytes_per_epoch_model": 1_000_000_000, "mpc_rounds_per_epoch_model": 1000}, protocol="joint")
+    return [("smule", smule), ("fedavg", fedavg), ("joint", joint), ("local", make_summary({"A": {}, "B": {}}, protocol="local"))]
+
+
+def test_the_comparison_tables_every_protocol_on_every_profile_with_its_break_even(tmp_path):
+    table, even = write_network(tmp_path, compared_runs())
+    seconds = table.set_index(["network", "protocol"])
+    # WAN: SMuLe 5 MB each way = 0.4 s + 40 ms once, 100 kB = 8 ms + 40 ms an epoch; FedAvg 2 MB = 0.16 s + 40 ms;
+    # joint 500 MB each way = 40 s + 1000 x 40 ms.
+    assert seconds.loc[("wan", "smule, ckks"), "network_setup_seconds"] == pytest.approx(0.44)
+    assert seconds.loc[("wan", "smule, ckks"), "network_seconds_per_epoch"] == pytest.approx(0.048)
+    assert seconds.loc[("wan", "fedavg"), "network_seconds_per_epoch"] == pytest.approx(0.2)
+    assert seconds.loc[("wan", "joint, MPC training modelled"), "network_seconds_per_epoch"] == pytest.approx(80.0)
+    assert seconds.loc[("lan", "local"), "network_seconds_per_epoch"] == 0.0 and set(table["network"]) == {"lan", "wan", "mobile"}
+    # SMuLe's extra 0.44 s of setup against FedAvg's 0.152 s more per epoch: 2.9 epochs, so from the 3rd;
+    # against joint MPC (79.952 s more per epoch) from the first.
+    pairs = even.set_index(["network", "protocol", "against"])["epochs"]
+    assert pairs[("wan", "smule, ckks", "fedavg")] == 3 and pairs[("wan", "smule, ckks", "joint, MPC training modelled")] == 1
+    # LAN: setup 40.2 ms against 15.2 ms saved per epoch: 2.6, so the 3rd.
+    assert pairs[("lan", "smule, ckks", "fedavg")] == 3
+    assert ("wan", "fedavg", "smule, ckks") not in pairs.index  # no setup to pay back
+    assert {p.name for p in tmp_path.iterdir()} >= {"network.csv", "network_break_even.csv", "network.png", "network.svg"}
+
+
+def test_a_custom_link_joins_the_profiles_and_a_comparison_that_sends_nothing_still_gets_its_table(tmp_path, capsys):
+    custom = make_summary({"A": {}}, {"network_profile": "custom", "network_bandwidth_mbps": 8.0, "network_rtt_ms": 10.0}, protocol="local")
+    table, even = write_network(tmp_path, [("local", custom)])
+    assert set(table["network"]) == {"lan", "wan", "mobile", "custom"} and (table["network_seconds_per_epoch"] == 0).all() and even.empty
+    assert (tmp_path / "network.csv").is_file() and not (tmp_path / "network.png").exists()
+    assert "network figure skipped" in capsys.readouterr().err
+
+
+def test_the_report_shows_the_network_table_and_names_a_malformed_one(tmp_path, capsys):
+    results = tmp_path / "results" / "compare"
+    results.mkdir(parents=True)
+    (results / "comparison.csv").write_text("protocol,accuracy\nsmule,0.9\n")
+    write_network(results, compared_runs())
+    assert report.main([str(tmp_path / "results"), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "Network seconds per exchange epoch" in text and "| smule, ckks | 0.001 |" in text
+    (results / "network.csv").write_text("protocol,network,network_setup_seconds,network_seconds_per_epoch\nsmule,lan,0.1,fast\n")
+    assert report.main([str(tmp_path / "results"), "--out", str(tmp_path / "again")]) == 2
+    err = capsys.readouterr().err
+    assert "network.csv" in err and "Traceback" not in err and not (tmp_path / "again").exists()
+
+
+def test_the_summary_line_of_a_run_says_network_time_only():
+    summary = make_summary({"A": {}}, {"network_profile": "wan", "network_bandwidth_mbps": 100.0, "network_rtt_ms": 40.0,
+                                       "network_setup_seconds": 0.44, "network_seconds_per_epoch": 0.048, "mpc_network_seconds_per_epoch_model": 80.0})
+    assert "network time only (not measured) on wan: setup 0.44 s, 0.048 s per exchange epoch, MPC training 80 s per epoch (model)" in summary_table(summary)
