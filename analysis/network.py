@@ -58,7 +58,8 @@ def network_table(traffic: list[Traffic], profiles: dict[str, Link]) -> pd.DataF
     setup's and one exchange epoch's network seconds."""
     return pd.DataFrame([
         {"protocol": t.label, "network": name, "bandwidth_mbps": link.bandwidth_mbps, "rtt_ms": link.rtt_ms,
-         "bytes_per_epoch": sum(t.epoch.bytes_by_direction.values()), "rounds_per_epoch": t.epoch.rounds, "setup_bytes": sum(t.setup.bytes_by_direction.values()),
+         "bytes_per_epoch": round(sum(t.epoch.bytes_by_direction.values())), "rounds_per_epoch": t.epoch.rounds,
+         "setup_bytes": round(sum(t.setup.bytes_by_direction.values())),
          "network_setup_seconds": leg_seconds(t.setup, link), "network_seconds_per_epoch": leg_seconds(t.epoch, link)}
         for name, link in profiles.items() for t in traffic
     ])
