@@ -7,6 +7,12 @@ Finished runs under ``DIR`` are reused. Honest-party means are reported: they ar
 protocol is for. For ``joint`` the MPC columns give the traffic secure joint training would
 need (``_model``: the analytical cost model; ``_measured``: CrypTen, when installed), each with
 its source named.
+
+It also writes the network time of every protocol's recorded bytes and rounds on each network
+profile (``lan``, ``wan``, ``mobile``, and the scenario's own link if custom): ``DIR/network.csv``
+(setup and per exchange epoch), ``DIR/network_break_even.csv`` (the exchange epochs after which a
+protocol with a costlier setup has taken less network time in all) and ``DIR/network.png`` /
+``.svg``. Network time only, not measured: no computation (docs/network.md).
 """
 
 from __future__ import annotations
@@ -17,9 +23,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.communication import exchanges_answers
+from analysis.figures import network_figure, save
+from analysis.network import break_even, network_table, traffics
+from analysis.plot_axes import PlotError
 from analysis.sweep import RunsFailed, run_grid, run_on_ray, write_table
 from testbed.cli import add_set_argument, at_least, output, path_argument
 from testbed.config import load_scenario
+from testbed.files import write_atomic
+from testbed.network import PROFILES, Link
 from testbed.result_schema import Communication, Summary
 
 #: The joint baseline's MPC training traffic, as the summary names it.
@@ -59,15 +71,52 @@ def comparison_row(name: str, summary: Summary, reference: Summary | None) -> di
         "bytes_per_epoch": comm.bytes_per_epoch,
         "rounds_per_epoch": comm.rounds_per_epoch,
         "setup_bytes": comm.setup_bytes,
+        "network_profile": comm.network_profile,
+        "network_setup_seconds": comm.network_setup_seconds,
+        "network_seconds_per_epoch": comm.network_seconds_per_epoch,
         **{column: getattr(comm, column) for column in MPC_COLUMNS},
     }
 
 
-def compare(scenario_path: Path, out: Path, overrides: list[str] = (), parallel: int = 1, progress: bool = True) -> pd.DataFrame:
+def network_profiles(summaries: list[Summary]) -> dict[str, Link]:
+    """The named profiles, and the runs' own link where it is a custom one."""
+    custom = [Link(bandwidth_mbps=c.network_bandwidth_mbps, rtt_ms=c.network_rtt_ms) for c in (s.communication for s in summaries) if c.network_profile == "custom"]
+    return {**PROFILES, **({"custom": custom[0]} if custom else {})}
+
+
+def write_network(out: Path, runs: list[tuple[str, Summary]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``network.csv``, ``network_break_even.csv`` and the network figure under ``out``, from the
+    runs' recorded bytes and rounds; returns the table and the break-even points."""
+    labelled = [(f"{name}, {summary.scheme}" if exchanges_answers(summary.protocol) else name, summary) for name, summary in runs]
+    traffic, profiles = traffics(labelled), network_profiles([summary for _, summary in runs])
+    table = network_table(traffic, profiles)
+    even = break_even(table)
+    try:
+        save(network_figure(traffic, profiles, even), table, out, "network")
+    except PlotError as err:  # nothing crosses the network: the table says 0 s, there is no figure
+        print(f"network figure skipped: {err}", file=sys.stderr)
+        write_atomic(out / "network.csv", table.to_csv(index=False))
+    write_atomic(out / "network_break_even.csv", even.to_csv(index=False))
+    return table, even
+
+
+def compare(scenario_path: Path, out: Path, overrides: list[str] = (), parallel: int = 1, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Run the variants; the comparison table, the network table and its break-even points."""
     variants = protocol_variants(scenario_path, list(overrides))
     grid = {"name": "compare", "set": list(overrides), "grid": {"protocol": variants}}
     results = run_grid(grid, scenario_path.resolve(), out, parallel, progress)
-    return write_table(out / "comparison.csv", [comparison_row(labels["protocol"], summary, reference) for labels, summary, reference in results.values()])
+    table = write_table(out / "comparison.csv", [comparison_row(labels["protocol"], summary, reference) for labels, summary, reference in results.values()])
+    return table, *write_network(out, [(labels["protocol"], summary) for labels, summary, _ in results.values()])
+
+
+def network_lines(table: pd.DataFrame, even: pd.DataFrame) -> str:
+    """The network table as printed: per protocol, setup and per-epoch seconds on each profile."""
+    wide = table.pivot_table(index="protocol", columns="network", values=["network_setup_seconds", "network_seconds_per_epoch"], sort=False)
+    wide.columns = [f"{network} {'setup' if key == 'network_setup_seconds' else 'per epoch'} (s)" for key, network in wide.columns]
+    lines = ["network time only (recorded bytes over bandwidth plus rounds times round-trip time; no computation):",
+             wide.to_string(float_format=lambda v: f"{v:.4g}")]
+    lines += [f"{r['network']}: {r['protocol']} has taken less network time than {r['against']} from exchange epoch {r['epochs']}" for _, r in even.iterrows()]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,13 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         where.append(output(args.out or Path("results") / "compare" / args.scenario.stem, "--out", create=False))
         try:
-            table = compare(args.scenario, where[0], args.overrides, args.parallel)
+            table, network, even = compare(args.scenario, where[0], args.overrides, args.parallel)
         except RunsFailed as err:
             print(f"comparison incomplete: {err}", file=sys.stderr)
             return 1
         with pd.option_context("display.max_columns", None, "display.width", 200):
             print(table.drop(columns=[c for c in MPC_COLUMNS if c.startswith("mpc_source")]).to_string(index=False))
-        print(f"written: {where[0] / 'comparison.csv'}")
+            print(network_lines(network, even))
+        print(f"written: {where[0] / 'comparison.csv'}, {where[0] / 'network.csv'}, {where[0] / 'network_break_even.csv'}, {where[0] / 'network.png'}")
         return 0
 
     return run_on_ray("analysis.compare", body, where)

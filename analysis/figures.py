@@ -8,7 +8,10 @@
   clean-twin ground truth) and kept share;
 - ``epochs``: honest accuracy per epoch (from ``metrics.jsonl``);
 - ``communication``: bytes per exchange epoch, per whole run (setup included) and per training
-  sample and epoch, per protocol, on log scales, beside published MPC-training volumes.
+  sample and epoch, per protocol, on log scales, beside published MPC-training volumes;
+- ``network``: network time per exchange epoch against bandwidth, and in all against exchange
+  epochs with the break-even points, per protocol and network profile (from recorded bytes and
+  rounds; network time only).
 
 Values are the honest parties' mean per run, then mean +- std over seeds, n stated; the axes'
 roles come from :func:`analysis.plot_axes.plan`.
@@ -32,9 +35,11 @@ import pandas as pd  # noqa: E402
 
 from analysis.communication import communication_rows  # noqa: E402
 from analysis.load import aggregate  # noqa: E402
+from analysis.network import Traffic, per_epoch_curve  # noqa: E402
 from analysis.plot_axes import Layout, PlotError, honest_per_run, ordered  # noqa: E402
 from analysis.published_mpc import load_volumes  # noqa: E402
 from testbed.files import write_atomic  # noqa: E402
+from testbed.network import Link, leg_seconds  # noqa: E402
 
 #: Smallest half-range of a delta axis, in points: seed noise of a few tenths of a point must
 #: not fill the panel (one test sample of 360 is 0.28 points).
@@ -371,6 +376,57 @@ def communication_figure(summaries: pd.DataFrame) -> tuple[plt.Figure, pd.DataFr
                                                                    "per_sample_epoch_bytes"]].rename(columns=lambda c: c.removesuffix("_bytes"))],
                       ignore_index=True)
     return fig, table
+
+
+#: Line styles of the network profiles, in the order given.
+PROFILE_STYLES = ("-", "--", ":", "-.")
+
+
+def network_figure(traffic: list[Traffic], profiles: dict[str, Link], even: pd.DataFrame) -> plt.Figure:
+    """Left: seconds of one exchange epoch against bandwidth (log-log), one colour per protocol, one
+    line style per profile (its round-trip time, bandwidth varied; the dot is the profile itself).
+    Right: setup plus n exchange epochs against n, each break-even point of ``even``
+    (:func:`analysis.network.break_even`) marked."""
+    drawn = [t for t in traffic if t.per_epoch or t.at_setup]
+    if not drawn:
+        raise PlotError("no run sends anything: there is no network time to draw")
+    colours = _colours([t.label for t in traffic])
+    styles = {name: PROFILE_STYLES[i % len(PROFILE_STYLES)] for i, name in enumerate(profiles)}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.2))
+    lowest = min(link.bandwidth_mbps for link in profiles.values())
+    highest = max(link.bandwidth_mbps for link in profiles.values())
+    bandwidths = list(np.logspace(math.log10(lowest) - 1, math.log10(highest) + 1, 61))
+    for t in (t for t in drawn if t.per_epoch):
+        for name, link in profiles.items():
+            left.plot(bandwidths, per_epoch_curve(t, bandwidths, link.rtt_ms), styles[name], color=colours[t.label], linewidth=1.2)
+            left.plot([link.bandwidth_mbps], [leg_seconds(t.epoch, link)], "o", color=colours[t.label], markersize=4)
+    for name, link in profiles.items():
+        left.axvline(link.bandwidth_mbps, color="0.6", linewidth=0.8, linestyle=styles[name])
+        left.text(link.bandwidth_mbps, 1.0, f" {name}", transform=left.get_xaxis_transform(), fontsize=8, va="top", ha="left", color="0.3")
+    left.set(xscale="log", yscale="log", xlabel="bandwidth per direction, Mbit/s (log scale)", ylabel="network seconds per exchange epoch (log scale)")
+    horizon = max(20, int(1.5 * even["epochs"].max())) if not even.empty else 20
+    epochs = np.arange(1, horizon + 1)
+    for t in drawn:
+        for name, link in profiles.items():
+            right.plot(epochs, [t.seconds(link, int(n)) for n in epochs], styles[name], color=colours[t.label], linewidth=1.2)
+    for _, point in even.iterrows():
+        if point["epochs"] <= horizon:
+            link = profiles[point["network"]]
+            seconds = next(t for t in traffic if t.label == point["protocol"]).seconds(link, int(point["epochs"]))
+            right.plot([point["epochs"]], [seconds], "x", color=colours[point["against"]], markersize=7)
+    right.set(yscale="log", xlabel="exchange epochs", ylabel="network seconds, setup included (log scale)")
+    for t in drawn:
+        left.plot([], [], color=colours[t.label], label=t.label)
+    for name, link in profiles.items():
+        left.plot([], [], styles[name], color="0.3", label=f"{name} ({link.bandwidth_mbps:g} Mbit/s, {link.rtt_ms:g} ms)")
+    silent = [t.label for t in traffic if t not in drawn]
+    footnote = ("Network time only, not measured: recorded bytes over bandwidth plus rounds times round-trip time, the busiest party's link per leg; "
+                "no computation (docs/network.md). Left: each line keeps its profile's round-trip time and varies the bandwidth; the dot is the profile. "
+                "Right: x (in the colour of the protocol overtaken) marks the exchange epoch from which a protocol with a costlier setup has "
+                "taken less network time in all: " + ("; ".join(f"{r['network']}: {r['protocol']} against {r['against']}, {r['epochs']}" for _, r in even.iterrows()) or "none")
+                + "." + (f" Not drawn (no network time): {', '.join(silent)}." if silent else ""))
+    _finish(fig, "Network time per protocol: per exchange epoch against bandwidth, and in all against epochs", footnote, left)
+    return fig
 
 
 def save(fig: plt.Figure, table: pd.DataFrame, out: Path, name: str) -> list[Path]:

@@ -104,6 +104,9 @@ def build(results: Path, out: Path) -> tuple[str, list[str]]:
     # Every table is parsed before anything is drawn: a malformed one is named, and nothing is written.
     rows = {table: len(read_table(table)) for table in tables}
     compared = {comparison: read_csv(comparison, required=("protocol",)) for comparison in comparisons}
+    network_columns = ("network_setup_seconds", "network_seconds_per_epoch")
+    networks = {comparison: read_csv(comparison.parent / "network.csv", required=("protocol", "network", *network_columns), numeric=network_columns)
+                for comparison in comparisons if (comparison.parent / "network.csv").is_file()}
     problems: list[str] = []
     lines = [f"# Results report: {results}", "",
              f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `{_command('python', '-m', 'analysis.report', results, '--out', out)}`. "
@@ -134,6 +137,11 @@ def build(results: Path, out: Path) -> tuple[str, list[str]]:
         lines += [f"## Baselines: `{comparison.parent.name}`", "",
                   f"`{comparison}`, written by `python -m analysis.compare` (honest parties' means per protocol; "
                   "`mpc_*`: the traffic secure joint training would need).", "", markdown_table(shown), ""]
+        if comparison in networks:
+            wide = networks[comparison].pivot_table(index="protocol", columns="network", values="network_seconds_per_epoch", sort=False).reset_index()
+            lines += [f"Network seconds per exchange epoch on each profile (`{comparison.parent / 'network.csv'}`, figure "
+                      f"`{comparison.parent / 'network.png'}`): network time only, the recorded bytes over bandwidth plus rounds "
+                      "times round-trip time, no computation (docs/network.md).", "", markdown_table(wide), ""]
     return "\n".join(lines), problems
 
 

@@ -191,12 +191,13 @@ def rate_zero(scenario: Scenario) -> Scenario | None:
 
 #: Scenario keys added after results existed (their defaults reproduce the older runs): left out of
 #: :func:`scenario_key` at their default, so references run before them are still found.
-LATER_KEYS = ("validation_samples", "plugins")
+LATER_KEYS = ("validation_samples", "plugins", "network")
 
 
 def scenario_key(scenario: Scenario) -> str:
     """A short hash of the resolved scenario: equal keys, identical runs."""
-    raw = {key: value for key, value in scenario.dump().items() if key not in LATER_KEYS or value != Scenario.model_fields[key].default}
+    defaults = {key: Scenario.model_fields[key].get_default(call_default_factory=True) for key in LATER_KEYS}
+    raw = {key: value for key, value in scenario.dump().items() if key not in LATER_KEYS or value != defaults[key]}
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, Va
 
 from testbed.files import check_component
 from testbed.memory import machine_memory_mb
+from testbed.network import DEFAULT_PROFILE, Link, dump_network, parse_network
 from testbed.registry import ATTACKS, DATASETS, FILTERS, MODELS, PROTOCOLS, SCHEMES, SPLITS, Params, Registry, Spec, short_repr, validation_problems
 
 
@@ -86,6 +87,9 @@ SchemeSpec = _spec(SCHEMES)
 AttackSpec = _spec(ATTACKS)
 FilterSpec = _spec(FILTERS)
 ProtocolSpec = _spec(PROTOCOLS)
+#: A named profile (:data:`testbed.network.PROFILES`) or ``{bandwidth_mbps, rtt_ms}``; written back
+#: as it was given, a profile by its name.
+NetworkSpec = Annotated[Link, BeforeValidator(parse_network), PlainSerializer(dump_network)]
 
 
 class Strict(Params):
@@ -186,6 +190,10 @@ class Scenario(Strict):
     parties: dict[str, PartyConfig] = Field(min_length=2)
     validation_samples: int = Field(
         0, ge=0, description="hold out this many train-pool samples (seeded) and evaluate on them instead of the test set: for choosing hyperparameters"
+    )
+    network: NetworkSpec = Field(
+        default_factory=lambda: DEFAULT_PROFILE, validate_default=True,
+        description="the link the summary's network time is computed for: lan, wan, mobile, or {bandwidth_mbps, rtt_ms}; changes no training",
     )
     ray: RayConfig = RayConfig()
 

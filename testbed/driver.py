@@ -15,6 +15,7 @@ from testbed.cluster import RayParties
 from testbed.config import Scenario
 from testbed.memory import reset_peak_rss
 from testbed.messages import Channel
+from testbed.network import network_time
 from testbed.registry import DATASETS, PROTOCOLS
 from testbed.result_schema import SCHEMA_VERSION, Communication, EpochRecord, PartyEpoch, PartySummary, Seconds, Summary
 from testbed.results import RunDirectory
@@ -73,10 +74,21 @@ def summarize(scenario: Scenario, channel: Channel, final: dict[str, PartyEpoch]
     totals = [channel.epoch_totals(e) for e in exchange_epochs] or [(0, 0)]
     setup_bytes, setup_messages = channel.epoch_totals(0)
     last = exchange_epochs[-1] if exchange_epochs else 0
-    directions: dict[str, int] = defaultdict(int)
+    directions: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for record in channel.records:
-        if record.epoch == last:
-            directions[f"{record.sender}->{record.receiver}"] += record.bytes
+        directions[record.epoch][f"{record.sender}->{record.receiver}"] += record.bytes
+    communication = dict(
+        setup_bytes=setup_bytes,
+        setup_messages=setup_messages,
+        setup_bytes_by_direction=dict(directions[0]),
+        setup_rounds=len({r.kind for r in channel.records if r.epoch == 0}),
+        bytes_per_epoch=round(mean(b for b, _ in totals)),
+        messages_per_epoch=round(mean(m for _, m in totals)),
+        rounds_per_epoch=len({(r.epoch, r.kind) for r in channel.records if r.epoch > 0}) // max(1, len(exchange_epochs)),
+        exchange_epochs=len(exchange_epochs),
+        bytes_per_epoch_by_direction=dict(directions[last]) if exchange_epochs else {},
+        **protocol_figures,
+    )
     return Summary(
         schema_version=SCHEMA_VERSION,
         scenario=scenario.name,
@@ -99,15 +111,7 @@ def summarize(scenario: Scenario, channel: Channel, final: dict[str, PartyEpoch]
             )
             for name, party in scenario.parties.items()
         },
-        communication=Communication(
-            setup_bytes=setup_bytes,
-            setup_messages=setup_messages,
-            bytes_per_epoch=round(mean(b for b, _ in totals)),
-            messages_per_epoch=round(mean(m for _, m in totals)),
-            rounds_per_epoch=len({(r.epoch, r.kind) for r in channel.records if r.epoch > 0}) // max(1, len(exchange_epochs)),
-            exchange_epochs=len(exchange_epochs),
-            bytes_per_epoch_by_direction=dict(directions),
-            **protocol_figures,
-        ),
+        # Network time from the recorded bytes and rounds, on the scenario's link.
+        communication=Communication(**communication, **network_time(Communication(**communication), scenario.network)),
         seconds=Seconds(wall=round(wall, 3), by_party_and_phase={p: {k: round(v, 3) for k, v in s.items()} for p, s in phase_seconds.items()}),
     )

@@ -9,7 +9,10 @@ read, not in a report a week later.
 
 Results files are read through :func:`read_summary` and :func:`read_epochs` only. A key added
 after results were first written has a default, so earlier results load: ``asr_by_attack`` (an
-empty mapping), ``peak_rss_mb`` and ``filter`` (none), ``evaluated_on`` (``"test"``). A summary
+empty mapping), ``peak_rss_mb`` and ``filter`` (none), ``evaluated_on`` (``"test"``), the
+communication's ``setup_bytes_by_direction`` (empty), ``setup_rounds`` and the ``network_*`` and
+``mpc_network_*`` keys (none: :mod:`testbed.network` computes them from the bytes and rounds of
+any summary). A summary
 names the :data:`SCHEMA_VERSION` that wrote it (0: written before versions were recorded); one
 that lacks a key every version writes, or comes from a newer version than this one reads, is
 refused with a :class:`ResultsError` naming the file, its version and the key.
@@ -133,6 +136,10 @@ class Communication(Record):
 
     setup_bytes: int
     setup_messages: int
+    #: keyed ``<sender>-><receiver>``
+    setup_bytes_by_direction: dict[str, int] = {}
+    #: message kinds of the setup, each one round
+    setup_rounds: int | None = None
     #: over all directions of one exchange epoch, the mean over exchange epochs
     bytes_per_epoch: int
     messages_per_epoch: int
@@ -148,6 +155,17 @@ class Communication(Record):
     mpc_bytes_per_epoch_model: int | None = None
     mpc_rounds_per_epoch_model: int | None = None
     mpc_source_model: str | None = None
+    #: Network time only, not measured: the bytes and rounds above on the scenario's ``network``
+    #: (:func:`testbed.network.network_time`: bytes over bandwidth plus rounds times round-trip
+    #: time, no computation). ``network_profile`` is the profile's name, or ``custom``.
+    network_profile: str | None = None
+    network_bandwidth_mbps: float | None = None
+    network_rtt_ms: float | None = None
+    network_setup_seconds: float | None = None
+    #: of one exchange epoch, as ``bytes_per_epoch``
+    network_seconds_per_epoch: float | None = None
+    mpc_network_seconds_per_epoch_model: float | None = None
+    mpc_network_seconds_per_epoch_measured: float | None = None
 
 
 class Seconds(Record):

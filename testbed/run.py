@@ -94,6 +94,11 @@ def summary_table(summary: Summary) -> str:
         f"{comm.bytes_per_epoch / 1e6:.3f} MB and {comm.messages_per_epoch} messages per exchange epoch; "
         f"wall {summary.seconds.wall:.1f} s"
     )
+    if comm.network_profile is not None:
+        mpc = "".join(f", MPC training {seconds:.3g} s per epoch ({source})" for source in ("model", "measured")
+                      if (seconds := getattr(comm, f"mpc_network_seconds_per_epoch_{source}")) is not None)
+        lines.append(f"network time only (not measured) on {comm.network_profile}: setup {comm.network_setup_seconds:.3g} s, "
+                     f"{comm.network_seconds_per_epoch:.3g} s per exchange epoch{mpc}")
     return "\n".join(lines)
 
 

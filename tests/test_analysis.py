@@ -57,9 +57,13 @@ def test_sweep_resumes_identical_runs_reruns_changed_ones_and_tabulates(tmp_path
 def test_reference_keys_do_not_move_when_the_schema_grows(tiny_raw):
     """Rate-0 references live under DIR/rate0/<scenario_key>: the key of a scenario must stay what
     it was before keys such as validation_samples existed (6133ea53ba7c before that key was added),
-    and a non-default value of the new key must give another key."""
+    and a non-default value of the new key must give another key. The parties' filters are pinned
+    to the default of that time (true_label alone): a changed default is a different run."""
+    for party in tiny_raw["parties"].values():
+        party["filters"] = [{"kind": "true_label"}]
     assert scenario_key(parse_scenario(tiny_raw)) == "6133ea53ba7c"
     assert scenario_key(parse_scenario(tiny_raw, ["validation_samples=10"])) != "6133ea53ba7c"
+    assert scenario_key(parse_scenario(tiny_raw, ["network=lan"])) == "6133ea53ba7c" != scenario_key(parse_scenario(tiny_raw, ["network=wan"]))
 
 
 def test_finished_results_tabulate_a_grid_under_way_without_running(tmp_path, tiny_raw):

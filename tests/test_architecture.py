@@ -17,7 +17,7 @@ LAYERS = ("core", "plug-in", "engine", "analysis", "bench")
 #: not listed fails the test: a new module states where it belongs.
 MODULE_LAYERS = {
     "core": ["testbed", "testbed.registry", "testbed.config", "testbed.messages", "testbed.logit_map", "testbed.files", "testbed.seeding",
-             "testbed.metrics", "testbed.timing", "testbed.memory", "testbed.result_schema"],
+             "testbed.metrics", "testbed.timing", "testbed.memory", "testbed.result_schema", "testbed.network"],
     "plug-in": ["testbed.datasets", "testbed.splits", "testbed.models", "testbed.attackers", "testbed.shares", "testbed.plugins", "testbed.filters",
                 "testbed.schemes", "testbed.protocols", "testbed.mpc_cost", "attacks"],
     "engine": ["testbed.party", "testbed.training", "testbed.cluster", "testbed.inprocess", "testbed.driver", "testbed.results", "testbed.run", "testbed.cli",

@@ -36,6 +36,9 @@ def test_a_summary_written_before_later_keys_loads_with_their_defaults(tmp_path)
     assert summary.schema_version == 0 and summary.evaluated_on == "test"
     assert summary.parties["B"].asr_by_attack == {} and summary.parties["B"].peak_rss_mb is None and summary.parties["A"].filter is None
     assert summary.communication.mpc_bytes_per_epoch_model is None
+    comm = summary.communication
+    assert comm.setup_bytes_by_direction == {} and comm.setup_rounds is None
+    assert comm.network_profile is comm.network_seconds_per_epoch is comm.network_setup_seconds is comm.mpc_network_seconds_per_epoch_model is None
     # ... and the analysis reads it like a new one.
     a, b = summary_rows({}, summary, summary)
     assert (a["accuracy"], b["asr"], b["asr_delta"], a["filter_kept"]) == (0.9, 0.7, 0.0, None)
