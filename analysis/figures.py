@@ -387,7 +387,7 @@ def network_figure(traffic: list[Traffic], profiles: dict[str, Link], even: pd.D
     line style per profile (its round-trip time, bandwidth varied; the dot is the profile itself).
     Right: setup plus n exchange epochs against n, each break-even point of ``even``
     (:func:`analysis.network.break_even`) marked."""
-    drawn = [t for t in traffic if t.per_epoch or t.at_setup]
+    drawn = [t for t in traffic if t.epoch.sends or t.setup.sends]
     if not drawn:
         raise PlotError("no run sends anything: there is no network time to draw")
     colours = _colours([t.label for t in traffic])
@@ -396,7 +396,7 @@ def network_figure(traffic: list[Traffic], profiles: dict[str, Link], even: pd.D
     lowest = min(link.bandwidth_mbps for link in profiles.values())
     highest = max(link.bandwidth_mbps for link in profiles.values())
     bandwidths = list(np.logspace(math.log10(lowest) - 1, math.log10(highest) + 1, 61))
-    for t in (t for t in drawn if t.per_epoch):
+    for t in (t for t in drawn if t.epoch.sends):
         for name, link in profiles.items():
             left.plot(bandwidths, per_epoch_curve(t, bandwidths, link.rtt_ms), styles[name], color=colours[t.label], linewidth=1.2)
             left.plot([link.bandwidth_mbps], [leg_seconds(t.epoch, link)], "o", color=colours[t.label], markersize=4)

@@ -255,6 +255,18 @@ def markdown(points: pd.DataFrame, setting: str | None, choice: pd.Series | None
     return "\n".join(lines) + "\n"
 
 
+def harm_matrix(harm: pd.DataFrame) -> str:
+    """Every attack against every defence: the harm (points, mean over seeds), ``a`` where it is
+    an accuracy loss rather than an ASR delta."""
+    cells = harm.assign(cell=[f"{round(h)}" + ("a" if by == "accuracy loss" else "") for h, by in zip(harm["harm"], harm["harm_by"])])
+    table = cells.pivot_table(index="attack", columns=DEFENCE, values="cell", aggfunc="first", sort=False)
+    lines = ["", "## Harm of every attack against every defence", "",
+             "Points, mean over seeds: the larger of the honest ASR delta and the accuracy loss (`a`); negative: better than at rate 0.", "",
+             "| attack | " + " | ".join(f"`{d}`" for d in table.columns) + " |", "|---|" + "---|" * len(table.columns)]
+    lines += [f"| {attack} | " + " | ".join("-" if pd.isna(c) else c for c in row) + " |" for attack, row in table.iterrows()]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.frontier", description=__doc__.split("\n")[0])
     parser.add_argument("tables", type=path_argument, nargs="+", help="sweep table.csv files: clean (gain) and attacked (harm)")
@@ -273,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         if (args.out / REPORT).exists() and not args.overwrite:
             raise FrontierError(f"{args.out / REPORT} exists; pass --overwrite to replace it or choose another --out")
         gain, harm = read_tables(args.tables)
-        points = frontier(gain_points(gain, args.min_gain), harm_points(harm))
+        harm = harm_points(harm)
+        points = frontier(gain_points(gain, args.min_gain), harm)
         with_gain = list(dict.fromkeys(points.loc[points["full_gain_mean"] >= args.min_gain, "setting"]))
         setting = args.choose_on or (with_gain[0] if len(with_gain) == 1 else None)
         if args.choose_on is not None and args.choose_on not in set(points["setting"]):
@@ -287,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     choice = choose(points, setting, args.bound) if setting is not None else None
     fig, _ = figure(points, args.bound)
     save(fig, points, args.out, "frontier")
-    text = markdown(points, setting, choice, args.bound)
+    text = markdown(points, setting, choice, args.bound) + harm_matrix(harm)
     write_atomic(args.out / REPORT, text)
     print(text)
     return 0

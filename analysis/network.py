@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from testbed.network import Leg, Link, channel_legs, leg_seconds, mpc_leg
+from testbed.network import Leg, Link, channel_legs, leg_seconds, mpc_legs
 from testbed.result_schema import Summary
 
 MPC_LABELS = {"model": "modelled", "measured": "measured"}
@@ -23,16 +23,6 @@ class Traffic:
     setup: Leg
     epoch: Leg
 
-    @property
-    def per_epoch(self) -> bool:
-        """Whether an exchange epoch sends anything."""
-        return any(self.epoch.bytes_by_direction.values()) or self.epoch.rounds > 0
-
-    @property
-    def at_setup(self) -> bool:
-        """Whether the setup sends anything."""
-        return any(self.setup.bytes_by_direction.values()) or self.setup.rounds > 0
-
     def seconds(self, link: Link, epochs: int) -> float:
         """Network time of the setup and ``epochs`` exchange epochs."""
         return leg_seconds(self.setup, link) + epochs * leg_seconds(self.epoch, link)
@@ -43,13 +33,10 @@ def traffics(runs: list[tuple[str, Summary]]) -> list[Traffic]:
     joint baseline, which sends nothing on the channel) gives one per MPC source it has."""
     out = []
     for name, summary in runs:
-        comm = summary.communication
-        mpc = [(source, getattr(comm, f"mpc_bytes_per_epoch_{source}"), getattr(comm, f"mpc_rounds_per_epoch_{source}")) for source in MPC_LABELS]
-        mpc = [(source, size, rounds) for source, size, rounds in mpc if size is not None and rounds is not None]
-        if mpc:
-            out += [Traffic(f"{name}, MPC training {MPC_LABELS[source]}", Leg({}, 0), mpc_leg(size, rounds)) for source, size, rounds in mpc]
+        if mpc := mpc_legs(summary.communication):
+            out += [Traffic(f"{name}, MPC training {MPC_LABELS[source]}", Leg({}, 0), leg) for source, leg in mpc.items()]
         else:
-            out.append(Traffic(name, *channel_legs(comm)))
+            out.append(Traffic(name, *channel_legs(summary.communication)))
     return out
 
 

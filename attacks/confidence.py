@@ -17,8 +17,21 @@ from attacks.targets import SourceTargetParams, SourceToTarget
 from testbed.registry import ATTACKS
 
 
+class OneLogitShift(SourceToTarget, Manipulation):
+    """Add ``sign * strength`` to one class's logit (``shifted``: ``source`` or ``target``) of every
+    manipulated answer: a fixed linear map, which a blind CKKS responder can apply."""
+
+    shifted: str
+    sign: float
+
+    def offset(self, selected: np.ndarray, classes: int, rng: np.random.Generator) -> np.ndarray:
+        shift = np.zeros((len(selected), classes))
+        shift[selected, getattr(self.params, self.shifted)] = self.sign * self.params.strength
+        return shift
+
+
 @ATTACKS.register("confidence_drain")
-class ConfidenceDrain(SourceToTarget, Manipulation):
+class ConfidenceDrain(OneLogitShift):
     """Lower the ``source`` logit of the answers by ``strength``: ``out = logits - strength * e_source``.
 
     Written against ``true_label``. What the attacker knows: the querier's defence (it distils
@@ -41,14 +54,11 @@ class ConfidenceDrain(SourceToTarget, Manipulation):
     class Params(SourceTargetParams):
         strength: float = Field(8.0, gt=0.0, allow_inf_nan=False, description="logits taken off the source class")
 
-    def offset(self, selected: np.ndarray, classes: int, rng: np.random.Generator) -> np.ndarray:
-        drain = np.zeros((len(selected), classes))
-        drain[selected, self.params.source] = -self.params.strength
-        return drain
+    shifted, sign = "source", -1.0
 
 
 @ATTACKS.register("confidence_boost")
-class ConfidenceBoost(SourceToTarget, Manipulation):
+class ConfidenceBoost(OneLogitShift):
     """Raise the ``target`` logit of the answers by ``strength``: ``out = logits + strength * e_target``.
 
     Written against ``own_confidence`` with ``true_label`` (``anchored_true_label``), the mirror
@@ -68,7 +78,4 @@ class ConfidenceBoost(SourceToTarget, Manipulation):
     class Params(SourceTargetParams):
         strength: float = Field(8.0, gt=0.0, allow_inf_nan=False, description="logits added to the target class")
 
-    def offset(self, selected: np.ndarray, classes: int, rng: np.random.Generator) -> np.ndarray:
-        boost = np.zeros((len(selected), classes))
-        boost[selected, self.params.target] = self.params.strength
-        return boost
+    shifted, sign = "target", 1.0

@@ -91,6 +91,11 @@ class Leg:
     bytes_by_direction: Mapping[str, float]
     rounds: int
 
+    @property
+    def sends(self) -> bool:
+        """Whether the leg sends anything or waits for any round."""
+        return any(self.bytes_by_direction.values()) or self.rounds > 0
+
 
 def leg_seconds(leg: Leg, link: Link) -> float:
     """Seconds ``leg`` takes on ``link``: the busiest party's sending or receiving, plus its rounds."""
@@ -108,6 +113,17 @@ def mpc_leg(total_bytes: int, rounds: int) -> Leg:
     """MPC training traffic of two parties (``total_bytes`` both directions together) as a leg:
     each round both parties send their share of the openings, so each direction carries half."""
     return Leg({"P0->P1": total_bytes / 2, "P1->P0": total_bytes / 2}, rounds)
+
+
+def mpc_legs(communication: Communication) -> dict[str, Leg]:
+    """One exchange epoch of MPC training traffic per source the summary has both bytes and rounds
+    of (``model``, ``measured``); empty for a protocol that reports none."""
+    legs = {}
+    for source in ("model", "measured"):
+        size, rounds = getattr(communication, f"mpc_bytes_per_epoch_{source}"), getattr(communication, f"mpc_rounds_per_epoch_{source}")
+        if size is not None and rounds is not None:
+            legs[source] = mpc_leg(size, rounds)
+    return legs
 
 
 def channel_legs(communication: Communication) -> tuple[Leg, Leg]:
@@ -131,8 +147,6 @@ def network_time(communication: Communication, link: Link) -> dict[str, Any]:
         "network_setup_seconds": leg_seconds(setup, link),
         "network_seconds_per_epoch": leg_seconds(epoch, link),
     }
-    for source in ("model", "measured"):
-        size, rounds = getattr(communication, f"mpc_bytes_per_epoch_{source}"), getattr(communication, f"mpc_rounds_per_epoch_{source}")
-        if size is not None and rounds is not None:
-            out[f"mpc_network_seconds_per_epoch_{source}"] = leg_seconds(mpc_leg(size, rounds), link)
+    for source, leg in mpc_legs(communication).items():
+        out[f"mpc_network_seconds_per_epoch_{source}"] = leg_seconds(leg, link)
     return out

@@ -92,6 +92,17 @@ def test_command_writes_the_table_figure_and_the_chosen_default(tmp_path, capsys
     assert "exists; pass --overwrite" in capsys.readouterr().err
 
 
+def test_report_has_every_attack_against_every_defence(tmp_path):
+    out = tmp_path / "out"
+    assert frontier.main([str(gain_table(tmp_path)), str(harm_table(tmp_path)), "--out", str(out)]) == 0
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in (out / "frontier.md").read_text().split("## Harm of every attack")[1].splitlines()
+            if line.startswith("| harm: ")}
+    header = ["keeper", "none", "strict"]  # pivot columns, sorted
+    # push through none: ASR 7.5 points, accuracy loss 27 points -> the loss; flip through keeper: ASR 1 point.
+    assert dict(zip(header, rows["harm: attack=push"]))["none"] == "27a"
+    assert dict(zip(header, rows["harm: attack=flip"]))["keeper"] == "1"
+
+
 def refusal(tmp_path, capsys, *args) -> str:
     assert frontier.main([*map(str, args), "--out", str(tmp_path / "out")]) == 2
     assert not (tmp_path / "out" / "frontier.md").exists()
