@@ -18,7 +18,10 @@ from testbed.schemes import LogitMap
 from testbed.schemes.base import plaintext_logits
 from testbed.schemes.ckks.accounting import answer_bytes, serialized_sizes, setup_bytes
 from testbed.schemes.ckks.circuit import Linear, SumPool, circuit_depth, lower_model, model_depth
-from testbed.schemes.ckks.crypto import PublicContext, decrypt_logits, encrypt_dataset, evaluate, make_keys, public_frames
+from testbed.schemes.ckks.crypto import PublicContext, decrypt_logits, encrypt_dataset, make_keys, public_frames
+from testbed.schemes.ckks.bulk_linear import IntegerWeights, add_combination
+from testbed.schemes.ckks.coefficients import ciphertext_from, coefficients
+from testbed.schemes.ckks.evaluation import LocalShards, evaluate
 from testbed.schemes.ckks.plan import MAX_COEFF_BITS, plan_for_depth
 from testbed.schemes.ckks.wire import seal_bytes, seal_load, unpack
 
@@ -135,8 +138,7 @@ def test_weights_that_encode_to_zero_drop_out():
         weight, bias = np.array([[tiny, 0.5], [tiny, tiny]]), np.array([0.0, 0.25])
         if per_sample:
             weight, bias = np.repeat(weight[..., None], len(x), axis=2), np.repeat(bias[:, None], len(x), axis=1)
-        inputs = [seal_load(seal.Ciphertext(), frame, public.context) for frame in frames]
-        outputs = evaluate(public, [Linear(weight, bias)], inputs, plan.scale)
+        outputs = evaluate(LocalShards(public, frames, 256), [Linear(weight, bias)], 0, len(frames), plan.scale, False)
         logits = decrypt_logits(keys, [memoryview(seal_bytes(ct)) for ct in outputs], len(x), 2)
         np.testing.assert_allclose(logits, expected, atol=1e-4)
 
@@ -321,9 +323,9 @@ def test_complex_packing_of_an_odd_feature_count_pads_one_zero():
     public = PublicContext.load([memoryview(frame) for frame in public_frames(keys)], plan)
     x = np.random.default_rng(2).uniform(-1, 1, (6, 3))
     weight, bias = np.random.default_rng(4).normal(size=(2, 3)), np.array([0.5, -0.25])
-    inputs = [seal_load(seal.Ciphertext(), frame, keys.context) for frame in encrypt_dataset(keys, x)]
-    assert len(inputs) == 2
-    out = evaluate(public, [Linear(weight, bias)], inputs, plan.scale)
+    frames = encrypt_dataset(keys, x)
+    assert len(frames) == 2
+    out = evaluate(LocalShards(public, frames, 256), [Linear(weight, bias)], 0, len(frames), plan.scale, True)
     got = np.stack([_decrypt_ct(keys, ct, len(x)) for ct in out], 1)
     np.testing.assert_allclose(got, x @ weight.T + bias, atol=1e-3)
 
@@ -332,3 +334,58 @@ def _decrypt_ct(keys, ct, n: int) -> np.ndarray:
     plain = seal.Plaintext()
     keys.decryptor.decrypt(ct, plain)
     return np.array(keys.encoder.decode_double(plain)[:n])
+
+
+def _encrypted(keys, rng, count: int) -> list[seal.Ciphertext]:
+    cts = []
+    for _ in range(count):
+        plain = seal.Plaintext()
+        keys.encoder.encode(rng.uniform(-1, 1, keys.plan.slots).tolist(), keys.plan.scale, plain)
+        ct = seal.Ciphertext()
+        keys.encryptor.encrypt(plain, ct)
+        cts.append(ct)
+    return cts
+
+
+def test_coefficient_view_reads_and_writes_the_ciphertext_in_place():
+    keys = make_keys(plan_for_depth(2, 26, 10))
+    ct = _encrypted(keys, np.random.default_rng(0), 1)[0]
+    view = coefficients(ct)
+    data = ct.dyn_array()
+    assert view.shape == (2, ct.coeff_modulus_size(), ct.poly_modulus_degree())
+    assert [int(view.reshape(-1)[i]) for i in (0, 1, 5000, data.size() - 1)] == [data.at(i) for i in (0, 1, 5000, data.size() - 1)]
+    copy = ciphertext_from(keys.context, ct.parms_id(), view, ct.scale)
+    assert copy.is_ntt_form() and copy.scale == ct.scale and np.array_equal(coefficients(copy), view)
+    plain = seal.Plaintext()
+    keys.decryptor.decrypt(copy, plain)
+    assert keys.encoder.decode_double(plain)[:4] == pytest.approx(_decrypt_ct(keys, ct, 4), abs=1e-9)
+
+
+@pytest.mark.parametrize("depth, scale_bits, headroom_bits", [(2, 26, 10), (1, 40, 20)])  # a 36-bit and a 60-bit q0
+def test_bulk_linear_combination_equals_seal_products_bit_for_bit(depth, scale_bits, headroom_bits):
+    keys = make_keys(plan_for_depth(depth, scale_bits, headroom_bits))
+    rng = np.random.default_rng(1)
+    cts = _encrypted(keys, rng, 12)
+    weight = rng.normal(0, 3, (5, 12)) * (rng.random((5, 12)) < 0.6)
+    weight[3] = 0.0  # an output no product reaches
+    parms_id, scale = cts[0].parms_id(), 2.0**scale_bits
+    evaluator = seal.Evaluator(keys.context)
+    moduli = np.array([m.value() for m in keys.context.get_context_data(parms_id).parms().coeff_modulus()], dtype=np.int64)
+    rounded = IntegerWeights.rounded(weight, scale)
+    got = np.zeros((5, *coefficients(cts[0]).shape), dtype=np.uint64)
+    stacked = np.stack([coefficients(ct) for ct in cts])
+    add_combination(stacked[:7], IntegerWeights.rounded(weight[:, :7], scale), moduli, got)  # two blocks, accumulated
+    add_combination(stacked[7:], IntegerWeights.rounded(weight[:, 7:], scale), moduli, got)
+    assert rounded.empty_rows().tolist() == [3]
+    for o in (0, 1, 2, 4):
+        total = None
+        for j in np.flatnonzero(weight[o]):
+            plain, product = seal.Plaintext(), seal.Ciphertext()
+            keys.encoder.encode(float(weight[o, j]), parms_id, scale, plain)
+            evaluator.multiply_plain(cts[j], plain, product)
+            if total is None:
+                total = product
+            else:
+                evaluator.add_inplace(total, product)
+        assert np.array_equal(got[o], coefficients(total))
+    assert not got[3].any()

@@ -3,7 +3,7 @@
 
     Q  keys = make_keys(plan)                            the secret key never leaves Q
     Q  -> R  public_frames(keys) + encrypt_dataset(keys, samples)            once
-    R  per batch: evaluate(public, circuit, inputs)      one ciphertext per class, lowest level
+    R  per batch: evaluation.evaluate(circuit, shards)  one ciphertext per class, lowest level
     R  -> Q  the logit ciphertexts, re-randomised (and optionally noise-flooded)    every epoch
     Q  decrypt_logits(keys, frames, ...)
 
@@ -15,14 +15,11 @@ save a seeded (half-size) ciphertext.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import tenseal.sealapi as seal
 
-from testbed.schemes.ckks.circuit import Linear, Stage, SumPool, circuit_depth
 from testbed.schemes.ckks.plan import CkksPlan
 from testbed.schemes.ckks.wire import seal_bytes, seal_load
 
@@ -144,7 +141,7 @@ def encrypt_dataset(keys: QuerierKeys, samples: np.ndarray) -> list[bytes]:
     """
     flat = samples.reshape(len(samples), -1).astype(np.float64)
     if keys.plan.complex_packing:
-        flat = _paired(flat, axis=1)
+        flat = paired(flat, axis=1)
     scale, slots = keys.plan.scale, keys.plan.slots
     frames = []
     for start in range(0, len(flat), slots):
@@ -155,7 +152,7 @@ def encrypt_dataset(keys: QuerierKeys, samples: np.ndarray) -> list[bytes]:
     return frames
 
 
-def _paired(values: np.ndarray, axis: int) -> np.ndarray:
+def paired(values: np.ndarray, axis: int) -> np.ndarray:
     """Features ``2k`` and ``2k + 1`` along ``axis`` as one complex number (a zero feature pads an odd count)."""
     if values.shape[axis] % 2:
         pad = [(0, 0)] * values.ndim
@@ -163,34 +160,6 @@ def _paired(values: np.ndarray, axis: int) -> np.ndarray:
         values = np.pad(values, pad)
     even, odd = np.take(values, range(0, values.shape[axis], 2), axis), np.take(values, range(1, values.shape[axis], 2), axis)
     return even + 1j * odd
-
-
-def evaluate(public: PublicContext, circuit: list[Stage], inputs: Iterable[seal.Ciphertext], scale: float) -> list[seal.Ciphertext]:
-    """Responder: the circuit on one batch of input ciphertexts -> one ciphertext per output.
-
-    Inputs are first dropped to the level the circuit needs, so it ends on the lowest level
-    (``q0`` alone, the smallest ciphertext). A ``Linear`` stage encodes its weights at the scale
-    that brings each output back to exactly ``scale`` after its rescales, which happen once per
-    output, not per product. A ``Square`` leaves its rescale pending: the next ``Linear`` drops
-    both primes at once, on fewer ciphertexts.
-    """
-    start = public.parms_id_at(circuit_depth(circuit))
-    cts: Iterable[seal.Ciphertext] = (_mod_switched(public, ct, start) for ct in inputs)
-    pending = 0  # rescales owed by the current ciphertexts
-    complex_inputs = public.galois_keys is not None
-    if complex_inputs and not isinstance(circuit[0], Linear):
-        raise ValueError("complex packing needs a circuit that starts with a linear stage")
-    for stage in circuit:
-        if isinstance(stage, Linear):
-            cts, pending = _linear(public, cts, stage, pending, scale, complex_inputs), 0
-            complex_inputs = False
-        elif isinstance(stage, SumPool):
-            cts = list(cts)
-            cts = [_sum(public, [cts[j] for j in window]) for window in stage.windows]
-        else:
-            cts, pending = [_square(public, ct, pending, stage.shift) for ct in cts], 1
-    last = public.context.last_parms_id()
-    return [_mod_switched(public, _settled(public, ct, pending), last) for ct in cts]
 
 
 def protect(public: PublicContext, ct: seal.Ciphertext, rerandomize: bool, flood: np.ndarray | None) -> None:
@@ -210,7 +179,7 @@ def protect(public: PublicContext, ct: seal.Ciphertext, rerandomize: bool, flood
         zero.scale = ct.scale
         public.evaluator.add_inplace(ct, zero)
     if flood is not None:
-        public.evaluator.add_plain_inplace(ct, _plain(public, flood, parms_id, ct.scale))
+        public.evaluator.add_plain_inplace(ct, encoded(public, flood, parms_id, ct.scale))
 
 
 def decrypt_logits(keys: QuerierKeys, frames: list[memoryview], samples: int, classes: int) -> np.ndarray:
@@ -226,7 +195,7 @@ def decrypt_logits(keys: QuerierKeys, frames: list[memoryview], samples: int, cl
     return logits
 
 
-def _plain(public: PublicContext, value: float | np.ndarray, parms_id: list[int], scale: float) -> seal.Plaintext:
+def encoded(public: PublicContext, value: float | np.ndarray, parms_id: list[int], scale: float) -> seal.Plaintext:
     """A scalar (every slot) or per-sample vector, real or complex, encoded at ``scale`` for level ``parms_id``."""
     plain = seal.Plaintext()
     scalar = complex(value) if np.iscomplexobj(value) else float(value) if not np.ndim(value) else None
@@ -234,12 +203,12 @@ def _plain(public: PublicContext, value: float | np.ndarray, parms_id: list[int]
     return plain
 
 
-def _mod_switched(public: PublicContext, ct: seal.Ciphertext, parms_id: list[int]) -> seal.Ciphertext:
+def mod_switched(public: PublicContext, ct: seal.Ciphertext, parms_id: list[int]) -> seal.Ciphertext:
     public.evaluator.mod_switch_to_inplace(ct, parms_id)
     return ct
 
 
-def _settled(public: PublicContext, ct: seal.Ciphertext, drops: int) -> seal.Ciphertext:
+def settled(public: PublicContext, ct: seal.Ciphertext, drops: int) -> seal.Ciphertext:
     """Relinearise, then rescale ``drops`` times.
 
     In that order: key switching adds noise of fixed size, which the rescales then divide by
@@ -250,65 +219,4 @@ def _settled(public: PublicContext, ct: seal.Ciphertext, drops: int) -> seal.Cip
         public.evaluator.relinearize_inplace(ct, public.relin_keys)
     for _ in range(drops):
         public.evaluator.rescale_to_next_inplace(ct)
-    return ct
-
-
-def _linear(public: PublicContext, inputs: Iterable[seal.Ciphertext], stage: Linear, pending: int, scale: float, complex_inputs: bool = False) -> list[seal.Ciphertext]:
-    """Scatter each input into the outputs it feeds (inputs may stream in one at a time).
-
-    Complex inputs ``z = a + ib`` meet weights ``conj(w_a + i w_b) / 2``: the real part of the
-    sum, ``y + conj(y)``, is ``w_a a + w_b b``, at one conjugation (a key switch, done before the
-    rescale divides its noise) per output instead of one per input.
-    """
-    weight = np.conj(_paired(stage.weight, axis=1)) / 2 if complex_inputs else stage.weight
-    outputs: list[seal.Ciphertext | None] = [None] * weight.shape[0]
-    used = weight.reshape(*weight.shape[:2], -1).any(axis=2)
-    product = seal.Ciphertext()
-    drops = pending + 1
-    for j, ct in enumerate(inputs):
-        if j == 0:
-            parms_id = ct.parms_id()
-            weight_scale = scale * math.prod(public.primes(parms_id)[-drops:]) / ct.scale
-        for o in np.flatnonzero(used[:, j]):
-            plain = _plain(public, weight[o, j], parms_id, weight_scale)
-            if plain.is_zero():
-                # The weight rounds to 0 at weight_scale, so its product is exactly zero: a
-                # transparent ciphertext, which SEAL refuses. Per-sample vectors round away far
-                # sooner than scalars: a scalar is one coefficient, while n per-sample values
-                # spread over N coefficients of at most 2n/N of their size.
-                continue
-            if outputs[o] is None:
-                outputs[o] = seal.Ciphertext()
-                public.evaluator.multiply_plain(ct, plain, outputs[o])
-            else:
-                public.evaluator.multiply_plain(ct, plain, product)
-                public.evaluator.add_inplace(outputs[o], product)
-    after = public.parms_id_at(public.context.get_context_data(parms_id).chain_index() - drops)
-    for o, out in enumerate(outputs):
-        if out is None:  # every weight zero at this scale: the output is its bias, added to an encryption of zero
-            out = outputs[o] = seal.Ciphertext()
-            public.encryptor.encrypt_zero(after, out)
-        else:
-            if complex_inputs:
-                conjugate = seal.Ciphertext()
-                public.evaluator.complex_conjugate(out, public.galois_keys, conjugate)
-                public.evaluator.add_inplace(out, conjugate)
-            _settled(public, out, drops)
-        out.scale = scale  # what weight_scale makes it, up to float rounding, which SEAL's additions reject
-        if np.any(stage.bias[o]):
-            public.evaluator.add_plain_inplace(out, _plain(public, stage.bias[o], after, out.scale))
-    return outputs
-
-
-def _sum(public: PublicContext, cts: list[seal.Ciphertext]) -> seal.Ciphertext:
-    total = seal.Ciphertext()
-    public.evaluator.add_many(cts, total)
-    return total
-
-
-def _square(public: PublicContext, ct: seal.Ciphertext, pending: int, shift: float) -> seal.Ciphertext:
-    ct = _settled(public, ct, pending)
-    if shift:
-        public.evaluator.add_plain_inplace(ct, _plain(public, shift, ct.parms_id(), ct.scale))
-    public.evaluator.square_inplace(ct)
     return ct

@@ -1,0 +1,298 @@
+"""The responder's evaluation of one batch, its features split into shards.
+
+Every stage's ciphertexts are split into contiguous shards of features, one per worker. A
+linear stage (``Linear``, or ``SumPool`` as a linear map with weights 1) runs in two steps:
+
+1. :meth:`Shard.partial`: each shard combines the features it holds into every output, as
+   coefficient arrays (exact modular arithmetic, :mod:`.bulk_linear`), and cuts the result into
+   the output ranges of the shards;
+2. :meth:`Shard.finish`: each shard adds the pieces of its output range from every shard and
+   turns them into ciphertexts: relinearise, rescale, add the bias.
+
+``Square`` works on each ciphertext where it lies. Inputs are dropped to the level the circuit
+needs, so it ends on the lowest level (``q0`` alone, the smallest ciphertext); a ``Linear``
+encodes its weights at the scale that brings each output back to exactly ``scale`` after its
+rescales, once per output, not per product; a ``Square`` leaves its rescale pending, for the
+next ``Linear`` to drop both primes at once on fewer ciphertexts.
+
+With one shard (:class:`LocalShards`) nothing moves; with several, each shard is a Ray worker
+(:mod:`.workers`) and the pieces travel between workers through Ray's object store. Inputs are
+loaded (deserialised) in blocks of ``block_inputs`` as the first stage consumes them, so a
+batch's inputs are never in memory all at once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import tenseal.sealapi as seal
+
+from testbed.schemes.ckks.bulk_linear import IntegerWeights, add_combination, add_modular
+from testbed.schemes.ckks.circuit import Linear, Stage, SumPool, circuit_depth
+from testbed.schemes.ckks.coefficients import ciphertext_from, coefficients
+from testbed.schemes.ckks.crypto import PublicContext, encoded, mod_switched, paired, settled
+from testbed.schemes.ckks.wire import seal_bytes, seal_load
+
+
+def split(count: int, parts: int) -> list[range]:
+    """``range(count)`` cut into ``parts`` contiguous ranges whose lengths differ by at most one."""
+    bounds = [count * k // parts for k in range(parts + 1)]
+    return [range(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+@dataclass
+class Piece:
+    """One shard's partial sums for one output range, before any rescale."""
+
+    sums: np.ndarray  # (outputs, size, primes, degree) uint64
+    used: np.ndarray  # (outputs,) bool: some product landed in this output
+    parms_id: list[int]
+    scale: float
+
+
+@dataclass
+class StageStep:
+    """What every shard needs to run one linear stage (the same for all shards)."""
+
+    stage: Linear | SumPool
+    pending: int  # rescales owed by the stage's input ciphertexts
+    scale: float
+    complex_inputs: bool
+    inputs: int  # features entering the stage
+    output_ranges: list[range]
+
+    @property
+    def drops(self) -> int:
+        return self.pending + 1 if isinstance(self.stage, Linear) else 0
+
+    def weight(self) -> np.ndarray:
+        """``(outputs, inputs)`` or ``(outputs, inputs, samples)``; complex for complex inputs."""
+        if isinstance(self.stage, SumPool):
+            weight = np.zeros((len(self.stage.windows), self.inputs))
+            for o, window in enumerate(self.stage.windows):
+                weight[o, window] = 1.0
+            return weight
+        return np.conj(paired(self.stage.weight, axis=1)) / 2 if self.complex_inputs else self.stage.weight
+
+
+@dataclass
+class Shard:
+    """The features of one shard of a batch and the work on them."""
+
+    public: PublicContext
+    index: int
+    shards: int
+    block_inputs: int
+    frames: dict[int, bytes | memoryview] = field(default_factory=dict)  # input frame index -> frame, this shard's features
+    current: dict[int, seal.Ciphertext] = field(default_factory=dict)  # feature -> ciphertext, after the first stage
+    pending_inputs: range = range(0)  # features still serialized (frame index = offset + feature)
+    frame_offset: int = 0
+    start_parms: list[int] | None = None
+    seconds: dict[str, float] = field(default_factory=lambda: {"deserialize": 0.0})
+    _buffers: dict[tuple, np.ndarray] = field(default_factory=dict)
+
+    def hold(self, frames: dict[int, bytes | memoryview]) -> None:
+        """Keep the serialized input ciphertexts of this shard's features (all batches)."""
+        self.frames.update(frames)
+
+    def start(self, batch: int, features: int, depth: int) -> None:
+        """Begin a batch: this shard's share of its ``features`` input features, still serialized."""
+        self.current = {}
+        self.pending_inputs = split(features, self.shards)[self.index]
+        self.frame_offset = batch * features
+        self.start_parms = self.public.parms_id_at(depth)
+
+    # linear stages -----------------------------------------------------------------------------
+    def partial(self, step: StageStep) -> list[Piece]:
+        """This shard's features combined into every output, one piece per output range."""
+        weight = step.weight()
+        width = len(weight)
+        sums: np.ndarray | None = None
+        used = np.zeros(width, dtype=bool)
+        parms_id, product_scale = None, 1.0
+        for features, cts in self._blocks():
+            if sums is None:
+                parms_id = cts[0].parms_id()
+                weight_scale = self._weight_scale(step, cts[0])
+                product_scale = cts[0].scale * weight_scale
+                sums = self._buffer("sums", (width, *coefficients(cts[0]).shape))
+                sums.fill(0)
+                moduli = np.array(self.public.primes(parms_id), dtype=np.int64)
+            block = weight[:, features]
+            if block.ndim == 2 and not step.complex_inputs:
+                rounded = IntegerWeights.rounded(block, weight_scale)
+                stacked = self._buffer("inputs", (len(cts), *sums.shape[1:]))
+                for k, ct in enumerate(cts):
+                    stacked[k] = coefficients(ct)
+                add_combination(stacked, rounded, moduli, sums)
+                used[np.diff(rounded.indptr) > 0] = True
+            else:
+                self._add_products_one_by_one(cts, block, weight_scale, sums, used, moduli)
+        if sums is None:  # a shard without features (more shards than features)
+            return [Piece(np.zeros((len(r), 0, 0, 0), dtype=np.uint64), np.zeros(len(r), dtype=bool), [], 0.0) for r in step.output_ranges]
+        return [Piece(sums[r.start : r.stop], used[r.start : r.stop], parms_id, product_scale) for r in step.output_ranges]
+
+    def finish(self, step: StageStep, *pieces: Piece) -> None:
+        """Add the pieces of this shard's output range and make its output ciphertexts."""
+        outputs = step.output_ranges[self.index]
+        pieces = tuple(p for p in pieces if p.sums.size)
+        if not pieces:
+            self.current = {}
+            return
+        first = pieces[0]
+        total = first.sums if len(pieces) == 1 else first.sums.copy()
+        moduli = np.array(self.public.primes(first.parms_id), dtype=np.int64)
+        for piece in pieces[1:]:
+            add_modular(total, piece.sums, moduli)
+        used = np.logical_or.reduce([p.used for p in pieces])
+        after = self.public.parms_id_at(self.public.context.get_context_data(first.parms_id).chain_index() - step.drops)
+        current = {}
+        for k, o in enumerate(outputs):
+            linear = isinstance(step.stage, Linear)  # a SumPool's sums keep their pending relinearisation and rescale
+            if not used[k]:  # every weight zero at this scale: the output is its bias, added to an encryption of zero
+                out = seal.Ciphertext()
+                self.public.encryptor.encrypt_zero(after, out)
+            else:
+                out = ciphertext_from(self.public.context, first.parms_id, total[k], first.scale)
+                if step.complex_inputs:
+                    conjugate = seal.Ciphertext()
+                    self.public.evaluator.complex_conjugate(out, self.public.galois_keys, conjugate)
+                    self.public.evaluator.add_inplace(out, conjugate)
+                if linear:
+                    settled(self.public, out, step.drops)
+            if linear:
+                out.scale = step.scale  # what the weight scale makes it, up to float rounding, which SEAL's additions reject
+                if np.any(step.stage.bias[o]):
+                    self.public.evaluator.add_plain_inplace(out, encoded(self.public, step.stage.bias[o], after, out.scale))
+            current[o] = out
+        self.current = current
+
+    # per ciphertext ----------------------------------------------------------------------------
+    def square(self, shift: float, pending: int) -> None:
+        for ct in self.current.values():
+            settled(self.public, ct, pending)
+            if shift:
+                self.public.evaluator.add_plain_inplace(ct, encoded(self.public, shift, ct.parms_id(), ct.scale))
+            self.public.evaluator.square_inplace(ct)
+
+    def results(self, pending: int) -> dict[int, seal.Ciphertext]:
+        """This shard's outputs of the last stage, settled on the lowest level."""
+        last = self.public.context.last_parms_id()
+        return {o: mod_switched(self.public, settled(self.public, ct, pending), last) for o, ct in self.current.items()}
+
+    # helpers -----------------------------------------------------------------------------------
+    def _blocks(self) -> Iterator[tuple[list[int], list[seal.Ciphertext]]]:
+        """This shard's features with their ciphertexts, ``block_inputs`` at a time: loaded from
+        their frames for the first stage, as they are afterwards."""
+        if self.pending_inputs:
+            features, self.pending_inputs = list(self.pending_inputs), range(0)
+            for start in range(0, len(features), self.block_inputs):
+                block = features[start : start + self.block_inputs]
+                yield block, [self._load(self.frame_offset + j) for j in block]
+            return
+        features = sorted(self.current)
+        for start in range(0, len(features), self.block_inputs):
+            block = features[start : start + self.block_inputs]
+            yield block, [self.current[j] for j in block]
+
+    def _load(self, frame: int) -> seal.Ciphertext:
+        started = time.perf_counter()
+        ct = seal_load(seal.Ciphertext(), self.frames[frame], self.public.context)
+        self.seconds["deserialize"] += time.perf_counter() - started
+        return mod_switched(self.public, ct, self.start_parms)
+
+    def _weight_scale(self, step: StageStep, ct: seal.Ciphertext) -> float:
+        if isinstance(step.stage, SumPool):
+            return 1.0
+        return step.scale * math.prod(self.public.primes(ct.parms_id())[-step.drops :]) / ct.scale
+
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A scratch array reused across blocks, stages and epochs: first touches of fresh
+        memory (page faults) cost more here than the arithmetic."""
+        buffer = self._buffers.get((name, *shape[1:]))
+        if buffer is None or len(buffer) < shape[0]:
+            buffer = self._buffers[(name, *shape[1:])] = np.empty(shape, dtype=np.uint64)
+        return buffer[: shape[0]]
+
+    def _add_products_one_by_one(self, cts: list[seal.Ciphertext], weight: np.ndarray, weight_scale: float, sums: np.ndarray, used: np.ndarray, moduli: np.ndarray) -> None:
+        """One SEAL product per weight: for per-sample weight vectors (last axis, a fused logit
+        map) and complex weights, which are not one integer per prime."""
+        nonzero = weight.reshape(*weight.shape[:2], -1).any(axis=2)
+        product = seal.Ciphertext()
+        for o in np.flatnonzero(nonzero.any(axis=1)):
+            total: seal.Ciphertext | None = None
+            for k in np.flatnonzero(nonzero[o]):
+                plain = encoded(self.public, weight[o, k], cts[k].parms_id(), weight_scale)
+                if plain.is_zero():
+                    # The weight rounds to 0 at weight_scale, so its product is exactly zero: a
+                    # transparent ciphertext, which SEAL refuses. Per-sample vectors round away far
+                    # sooner than scalars: a scalar is one coefficient, while n per-sample values
+                    # spread over N coefficients of at most 2n/N of their size.
+                    continue
+                if total is None:
+                    total = seal.Ciphertext()
+                    self.public.evaluator.multiply_plain(cts[k], plain, total)
+                else:
+                    self.public.evaluator.multiply_plain(cts[k], plain, product)
+                    self.public.evaluator.add_inplace(total, product)
+            if total is not None:
+                add_modular(sums[o], coefficients(total), moduli)
+                used[o] = True
+
+
+class LocalShards:
+    """One shard in this process: the whole batch, nothing moves."""
+
+    def __init__(self, public: PublicContext, input_frames: Sequence[bytes | memoryview], block_inputs: int):
+        self.shard = Shard(public, 0, 1, block_inputs)
+        self.shard.hold(dict(enumerate(input_frames)))
+        self.count = 1
+
+    def start(self, batch: int, features: int, depth: int) -> None:
+        self.shard.start(batch, features, depth)
+
+    def linear(self, step: StageStep) -> None:
+        self.shard.finish(step, *self.shard.partial(step))
+
+    def square(self, shift: float, pending: int) -> None:
+        self.shard.square(shift, pending)
+
+    def results(self, pending: int) -> list[seal.Ciphertext]:
+        found = self.shard.results(pending)
+        return [found[o] for o in sorted(found)]
+
+    def take_seconds(self) -> dict[str, float]:
+        seconds, self.shard.seconds = self.shard.seconds, {"deserialize": 0.0}
+        return seconds
+
+
+def evaluate(shards, circuit: list[Stage], batch: int, features: int, scale: float, complex_inputs: bool) -> list[seal.Ciphertext]:
+    """Responder: ``circuit`` on batch ``batch`` of the inputs the shards hold (``features`` input
+    ciphertexts per batch) -> one ciphertext per output, on the lowest level."""
+    if complex_inputs and not isinstance(circuit[0], Linear):
+        raise ValueError("complex packing needs a circuit that starts with a linear stage")
+    shards.start(batch, features, circuit_depth(circuit))
+    pending, width = 0, features
+    for stage in circuit:
+        if isinstance(stage, (Linear, SumPool)):
+            outputs = len(stage.windows) if isinstance(stage, SumPool) else stage.weight.shape[0]
+            step = StageStep(stage, pending, scale, complex_inputs, width, split(outputs, shards.count))
+            shards.linear(step)
+            pending = 0 if isinstance(stage, Linear) else pending
+            complex_inputs, width = False, outputs
+        else:
+            shards.square(stage.shift, pending)
+            pending = 1
+    return shards.results(pending)
+
+
+def serialized(cts: dict[int, seal.Ciphertext]) -> dict[int, bytes]:
+    return {o: seal_bytes(ct) for o, ct in cts.items()}
+
+
+def deserialized(found: dict[int, bytes], context: seal.SEALContext) -> dict[int, seal.Ciphertext]:
+    return {o: seal_load(seal.Ciphertext(), data, context) for o, data in found.items()}
