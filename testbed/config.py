@@ -263,6 +263,9 @@ def cross_field_problems(scenario: Scenario, invalid: frozenset[str] = frozenset
         held = f" left after validation_samples={scenario.validation_samples}" if scenario.validation_samples else ""
         problems.append(("parties.*.samples", f"{sizes} add up to {total}, more than the {pool} training samples{held} of dataset '{dataset.kind}'"))
     scheme = SCHEMES.get(scenario.scheme.kind)
+    workers, cpus = getattr(scenario.scheme.params, "workers", 1), scenario.ray.num_cpus or os.cpu_count() or 1
+    if workers > cpus and not scenario.ray.address and valid("scheme", "ray"):
+        problems.append(("scheme.workers", f"{workers} is more than the {cpus} CPUs of the local Ray (ray.num_cpus); allowed: 1..{cpus}"))
     for name, party in scenario.parties.items():
         if not (name.isascii() and name.replace("_", "").replace("-", "").isalnum()):
             problems.append((f"parties.{name}", f"party name {short_repr(name)}: allowed are ASCII letters, digits, '-' and '_'"))

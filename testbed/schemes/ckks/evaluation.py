@@ -46,10 +46,11 @@ def split(count: int, parts: int) -> list[range]:
 
 @dataclass
 class Piece:
-    """One shard's partial sums for one output range, before any rescale."""
+    """One shard's partial sums for the outputs of one range that its features reach, before
+    any rescale (a shard whose features reach none of a range sends an empty piece)."""
 
-    sums: np.ndarray  # (outputs, size, primes, degree) uint64
-    used: np.ndarray  # (outputs,) bool: some product landed in this output
+    rows: np.ndarray  # (reached,) int: positions within the range
+    sums: np.ndarray  # (reached, size, primes, degree) uint64
     parms_id: list[int]
     scale: float
 
@@ -124,31 +125,47 @@ class Shard:
                 moduli = np.array(self.public.primes(parms_id), dtype=np.int64)
             block = weight[:, features]
             if block.ndim == 2 and not step.complex_inputs:
-                rounded = IntegerWeights.rounded(block, weight_scale)
                 stacked = self._buffer("inputs", (len(cts), *sums.shape[1:]))
                 for k, ct in enumerate(cts):
                     stacked[k] = coefficients(ct)
+                rounded = IntegerWeights.rounded(block, weight_scale)
                 add_combination(stacked, rounded, moduli, sums)
                 used[np.diff(rounded.indptr) > 0] = True
             else:
                 self._add_products_one_by_one(cts, block, weight_scale, sums, used, moduli)
         if sums is None:  # a shard without features (more shards than features)
-            return [Piece(np.zeros((len(r), 0, 0, 0), dtype=np.uint64), np.zeros(len(r), dtype=bool), [], 0.0) for r in step.output_ranges]
-        return [Piece(sums[r.start : r.stop], used[r.start : r.stop], parms_id, product_scale) for r in step.output_ranges]
+            return [Piece(np.zeros(0, dtype=np.int64), np.zeros((0, 0, 0, 0), dtype=np.uint64), None, 0.0) for _ in step.output_ranges]
+        pieces = []
+        for r in step.output_ranges:
+            rows = np.flatnonzero(used[r.start : r.stop])
+            pieces.append(Piece(rows, sums[r.start + rows] if len(rows) < len(r) else sums[r.start : r.stop], parms_id, product_scale))
+        return pieces
 
     def finish(self, step: StageStep, *pieces: Piece) -> None:
         """Add the pieces of this shard's output range and make its output ciphertexts."""
         outputs = step.output_ranges[self.index]
-        pieces = tuple(p for p in pieces if p.sums.size)
-        if not pieces:
-            self.current = {}
-            return
-        first = pieces[0]
-        total = first.sums if len(pieces) == 1 else first.sums.copy()
+        first = next(p for p in pieces if p.parms_id is not None)  # some shard holds features
         moduli = np.array(self.public.primes(first.parms_id), dtype=np.int64)
-        for piece in pieces[1:]:
-            add_modular(total, piece.sums, moduli)
-        used = np.logical_or.reduce([p.used for p in pieces])
+        reaching = [p for p in pieces if len(p.rows)]
+        # Start from a piece that reaches every output and may be written (this shard's own), else from zeros.
+        reaching.sort(key=lambda p: not (len(p.rows) == len(outputs) and p.sums.flags.writeable))
+        used = np.zeros(len(outputs), dtype=bool)
+        total = None
+        for piece in reaching:
+            whole = len(piece.rows) == len(outputs)
+            if total is None and whole and piece.sums.flags.writeable:
+                total = piece.sums
+            else:
+                if total is None:
+                    total = self._buffer("total", (len(outputs), *piece.sums.shape[1:]))
+                    total.fill(0)
+                if whole:
+                    add_modular(total, piece.sums, moduli)
+                else:
+                    block = total[piece.rows]
+                    add_modular(block, piece.sums, moduli)
+                    total[piece.rows] = block
+            used[piece.rows] = True
         after = self.public.parms_id_at(self.public.context.get_context_data(first.parms_id).chain_index() - step.drops)
         current = {}
         for k, o in enumerate(outputs):

@@ -24,6 +24,7 @@ from testbed.schemes.ckks.accounting import answer_bytes, answer_header, batches
 from testbed.schemes.ckks.circuit import circuit_depth, fuse_logit_map, lower_model, model_depth
 from testbed.schemes.ckks.crypto import PublicContext, decrypt_logits, encrypt_dataset, make_keys, protect, public_frames
 from testbed.schemes.ckks.evaluation import LocalShards, evaluate
+from testbed.schemes.ckks.workers import RayShards
 from testbed.schemes.ckks.plan import check_depth, plan_for_depth
 from testbed.schemes.ckks.wire import pack, seal_bytes, unpack
 from testbed.schemes.plaintext import array_from_bytes, array_to_bytes
@@ -49,6 +50,7 @@ class CkksScheme(SecureInferenceScheme):
         rerandomize: bool = Field(True, description="add a fresh encryption of zero to every reply ciphertext")
         flood_std: float = Field(0.1, ge=0.0, description="std of Gaussian noise flooded onto every returned logit (0: off); 0.1 chosen in docs/privacy.md")
         complex_packing: bool = Field(False, description="two features per slot (real and imaginary part): half the setup bytes, one conjugation key")
+        workers: int = Field(1, ge=1, le=256, description="Ray workers a responder spreads each batch's evaluation over (real mode), one shard of features each; at most the cluster's CPUs")
 
         @model_validator(mode="after")
         def _fits(self) -> "CkksScheme.Params":
@@ -113,7 +115,12 @@ class RealCkks(CkksScheme):
         with self.stopwatch.timed("deserialize"):
             self._public = PublicContext.load(frames, self.plan)
         # Inputs stay serialized (seeded, compressed): a CIFAR batch loaded is GBs.
-        self._shards = LocalShards(self._public, frames[self._public.frames :], BLOCK_INPUTS)
+        inputs = frames[self._public.frames :]
+        if self.params.workers == 1:
+            self._shards = LocalShards(self._public, inputs, BLOCK_INPUTS)
+        else:
+            features = self.plan.input_ciphertexts(int(np.prod(self.input_shape)))
+            self._shards = RayShards(self._public, frames[: self._public.frames], self.plan, inputs, features, self.params.workers, BLOCK_INPUTS)
 
     def answer(self, model: nn.Module, logit_map: LogitMap | None = None) -> Wire:
         n = self.sample_count

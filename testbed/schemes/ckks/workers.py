@@ -1,0 +1,130 @@
+"""A batch's evaluation spread over Ray workers, one shard of features each (``scheme.workers``).
+
+Each worker is a Ray actor holding a :class:`~.evaluation.Shard`: the public context, and the
+serialized input ciphertexts of its features for every batch, sent once when the responder
+loads the querier's setup. A linear stage's partial sums go from worker to worker through
+Ray's object store (the responder's process only passes references), so the responder never
+holds more than its own share. Workers ask for no CPU of their own (the party that owns them
+already holds its share of the cluster) and are spread over the cluster's nodes.
+
+A worker that dies fails the answer with :class:`WorkerFailure`, naming the worker; nothing
+is retried, so no answer is ever made of a partial evaluation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import ray
+import tenseal.sealapi as seal
+
+from testbed.schemes.ckks.crypto import PublicContext
+from testbed.schemes.ckks.evaluation import Piece, Shard, StageStep, deserialized, serialized, split
+from testbed.schemes.ckks.plan import CkksPlan
+
+#: The object store of a Ray this module starts itself (a bench; a run starts Ray in testbed.cluster).
+OBJECT_STORE_BYTES = 2 * 2**30
+
+
+class WorkerFailure(RuntimeError):
+    """A CKKS evaluation worker died or raised; the message names it and the stage."""
+
+
+class ShardWorker:
+    def __init__(self, public_frames: list[bytes], plan: CkksPlan, index: int, shards: int, block_inputs: int):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        self.shard = Shard(PublicContext.load([memoryview(f) for f in public_frames], plan), index, shards, block_inputs)
+
+    def hold(self, frames: dict[int, bytes]) -> None:
+        self.shard.hold(frames)
+
+    def start(self, batch: int, features: int, depth: int) -> None:
+        self.shard.start(batch, features, depth)
+
+    def partial(self, step: StageStep) -> tuple[Piece | None, ...]:
+        """The pieces for the other workers; this worker's own stays here (None in its place)."""
+        pieces = self.shard.partial(step)
+        self._own = pieces[self.shard.index]
+        return tuple(None if k == self.shard.index else piece for k, piece in enumerate(pieces))
+
+    def finish(self, step: StageStep, *pieces: Piece | None) -> None:
+        own, self._own = self._own, None
+        self.shard.finish(step, *(own if piece is None else piece for piece in pieces))
+
+    def square(self, shift: float, pending: int) -> None:
+        self.shard.square(shift, pending)
+
+    def results(self, pending: int) -> dict[int, bytes]:
+        return serialized(self.shard.results(pending))
+
+    def take_seconds(self) -> dict[str, float]:
+        seconds, self.shard.seconds = self.shard.seconds, {"deserialize": 0.0}
+        return seconds
+
+
+def _start_ray() -> None:
+    if not ray.is_initialized():
+        ray.init(object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+
+
+class RayShards:
+    """``workers`` shards, each a Ray actor; the interface of :class:`~.evaluation.LocalShards`."""
+
+    def __init__(self, public: PublicContext, public_frames: Sequence[bytes | memoryview], plan: CkksPlan, input_frames: Sequence[bytes | memoryview], features: int, workers: int, block_inputs: int):
+        _start_ray()
+        self.public, self.count = public, workers
+        remote = ray.remote(num_cpus=0, max_restarts=0, scheduling_strategy="SPREAD")(ShardWorker)
+        context = [bytes(frame) for frame in public_frames]
+        self.actors = [remote.remote(context, plan, index, workers, block_inputs) for index in range(workers)]
+        batches = len(input_frames) // features
+        holds = []
+        for index, (actor, mine) in enumerate(zip(self.actors, split(features, workers))):
+            frames = {b * features + j: bytes(input_frames[b * features + j]) for b in range(batches) for j in mine}
+            holds.append(actor.hold.remote(frames))
+        self._wait(holds, "receiving the setup")
+
+    def start(self, batch: int, features: int, depth: int) -> None:
+        self._wait([actor.start.remote(batch, features, depth) for actor in self.actors], "starting a batch")
+
+    def linear(self, step: StageStep) -> None:
+        shared = ray.put(step)
+        pieces = [actor.partial.options(num_returns=self.count).remote(shared) for actor in self.actors]
+        finished = [actor.finish.remote(shared, *[pieces[w][v] for w in range(self.count)]) for v, actor in enumerate(self.actors)]
+        self._wait(finished, f"a {type(step.stage).__name__} stage")
+
+    def square(self, shift: float, pending: int) -> None:
+        self._wait([actor.square.remote(shift, pending) for actor in self.actors], "a Square stage")
+
+    def results(self, pending: int) -> list[seal.Ciphertext]:
+        found: dict[int, bytes] = {}
+        for part in self._wait([actor.results.remote(pending) for actor in self.actors], "returning the outputs"):
+            found.update(part)
+        loaded = deserialized(found, self.public.context)
+        return [loaded[o] for o in sorted(loaded)]
+
+    def take_seconds(self) -> dict[str, float]:
+        """Summed over workers: CPU seconds, not wall time."""
+        parts = self._wait([actor.take_seconds.remote() for actor in self.actors], "reporting timings")
+        return {phase: float(np.sum([p[phase] for p in parts])) for phase in parts[0]}
+
+    def close(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+
+    def _wait(self, refs: list, stage: str) -> list:
+        try:
+            return ray.get(refs)
+        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
+            index = next((i for i, ref in enumerate(refs) if _failed(ref)), None)
+            who = f"worker {index} of {self.count}" if index is not None else f"one of {self.count} workers"
+            raise WorkerFailure(f"CKKS evaluation {who} failed during {stage}: {str(err).strip().splitlines()[-1]}") from None
+
+
+def _failed(ref: ray.ObjectRef) -> bool:
+    try:
+        ray.get(ref, timeout=0)
+    except Exception:  # noqa: BLE001 (any failure marks this worker)
+        return True
+    return False
