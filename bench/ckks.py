@@ -1,19 +1,29 @@
-"""Benchmark the CKKS secure-inference scheme: throughput, bytes, precision.
+"""Benchmark the CKKS secure-inference scheme: throughput, bytes, precision, predicted time.
 
-    python bench/ckks.py --out results/bench/ckks.json [--quick]
+    python bench/ckks.py --calibrate --out results/bench/ckks_costs.json [--depth 3 5 7]
+    python bench/ckks.py --out results/bench/ckks.json [--quick] [--calibration results/bench/ckks_costs.json] [--workers 2]
+
+``--calibrate`` measures every operation the CKKS time model counts, for the plans of the given
+depths, on this machine, and writes the file that ``scheme.calibration`` and ``--calibration``
+read (a few seconds per depth).
 
 Cases: a digits MLP (``--quick`` runs only this one, about a minute) and small CIFAR-10
 convnets (``--cifar``): ``he_cnn`` (depth 5), the same without its hidden layer (depth 3), and
 the three-block ``he_convnet`` at an eighth of its width with complex packing (depth 7): one full
 batch each in real mode, and per-epoch bytes for 25,000 samples per party in accounted mode,
 cross-checked against the real batch. Throughput counts what the responder redoes every
-epoch: loading the stored input ciphertexts, evaluating, re-randomising and serializing.
+epoch: loading the stored input ciphertexts, evaluating, re-randomising and serializing. The
+answer runs twice; the second (``steady``) is the per-epoch figure, the first also pays the first
+touch of the evaluation's scratch memory. With ``--calibration``, every case reports the time
+model's prediction beside the measurement; with ``--workers N`` (default 2), the same answer
+spread over N Ray workers and ``workers_speedup``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -30,7 +40,9 @@ sys.path.insert(0, str(ROOT))
 from testbed.cli import UsageError, output, path_argument, run_command  # noqa: E402
 from testbed.files import write_atomic  # noqa: E402
 from testbed.registry import DATASETS, MODELS, SCHEMES  # noqa: E402
-from testbed.schemes.ckks.circuit import Linear, SumPool, circuit_depth, lower_model  # noqa: E402
+from testbed.schemes.ckks.circuit import circuit_depth, lower_model  # noqa: E402
+from testbed.schemes.ckks.plan import plan_for_depth  # noqa: E402
+from testbed.schemes.ckks.time_model import Calibration, CalibrationError, answer_operations, calibration_file  # noqa: E402
 
 CLASSES = 10
 CIFAR_ZIP = ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip"
@@ -62,34 +74,26 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, batch: in
     model.eval()
 
 
-def op_counts(circuit: list) -> dict[str, int]:
-    """Homomorphic operations per batch, following the evaluation rules of ``ckks.evaluate``."""
-    counts: Counter[str] = Counter()
-    pending, width, size3 = 0, None, False
-    for stage in circuit:
-        if isinstance(stage, Linear):
-            used = stage.weight.reshape(*stage.weight.shape[:2], -1).any(axis=2)
-            outputs = used.shape[0]
-            counts["plain_multiplications"] += int(used.sum())
-            counts["additions"] += int(used.sum()) - int(used.any(axis=1).sum())
-            counts["relinearizations"] += outputs if size3 else 0
-            counts["rescales"] += outputs * (pending + 1)
-            pending, width, size3 = 0, outputs, False
-        elif isinstance(stage, SumPool):
-            counts["additions"] += sum(len(window) - 1 for window in stage.windows)
-            width = len(stage.windows)
-        else:
-            counts["relinearizations"] += width if size3 else 0
-            counts["rescales"] += width * pending
-            counts["squarings"] += width
-            pending, size3 = 1, True
-    counts["relinearizations"] += width if size3 else 0
-    counts["rescales"] += width * pending
-    return dict(counts)
+#: Set by main: the calibration file every real scheme predicts its phases with, and the workers compared.
+SETTINGS: dict = {"calibration": None, "workers": 2}
 
 
-def scheme(mode: str, depth: int, seed: int, complex_packing: bool = False):
-    return SCHEMES.create(SCHEMES.parse_spec({"kind": "ckks", "mode": mode, "depth": depth, "complex_packing": complex_packing, "flood_std": 0.0}), CLASSES, seed)
+def scheme(mode: str, depth: int, seed: int, complex_packing: bool = False, workers: int = 1):
+    spec = {"kind": "ckks", "mode": mode, "depth": depth, "complex_packing": complex_packing, "flood_std": 0.0, "workers": workers}
+    if SETTINGS["calibration"] and mode == "real":
+        spec["calibration"] = str(SETTINGS["calibration"])
+    return SCHEMES.create(SCHEMES.parse_spec(spec), CLASSES, seed)
+
+
+def answer_twice(responder, model: nn.Module) -> tuple[object, dict[str, float], dict[str, float], float, float]:
+    """(answer, phases of the first, phases of the second, seconds of the first, of the second)."""
+    runs = []
+    for _ in range(2):
+        responder.timings()
+        start = time.perf_counter()
+        answer = responder.answer(model)
+        runs.append((time.perf_counter() - start, responder.timings()))
+    return answer, runs[0][1], runs[1][1], runs[0][0], runs[1][0]
 
 
 def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, complex_packing: bool = False) -> dict:
@@ -107,13 +111,20 @@ def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, compl
     responder.load(setup)
     responder.timings()
     log(f"{name}: setup {len(setup.data) / 1e6:.1f} MB in {setup_s:.1f} s; evaluating")
-    start = time.perf_counter()
-    answer = responder.answer(model)
-    answer_s = time.perf_counter() - start
-    answer_phases = responder.timings()
+    setup_predicted, load_predicted = querier.predicted_timings(), responder.predicted_timings()
+    answer, first_phases, answer_phases, first_s, answer_s = answer_twice(responder, model)
+    answer_predicted = {k: v / 2 for k, v in responder.predicted_timings().items()}  # two answers counted
     logits = querier.decode(answer)
     decrypt_s = querier.timings().get("decrypt", 0.0)
-    log(f"{name}: answer {len(answer.data) / 1e6:.2f} MB in {answer_s:.1f} s ({len(samples) / answer_s:.0f} samples/s)")
+    decrypt_predicted = querier.predicted_timings()
+    log(f"{name}: answer {len(answer.data) / 1e6:.2f} MB in {answer_s:.1f} s ({len(samples) / answer_s:.0f} samples/s; first epoch {first_s:.1f} s)")
+    workers = SETTINGS["workers"]
+    if workers > 1:
+        spread = scheme("real", depth, 3, complex_packing, workers)
+        spread.load(setup)
+        _, _, _, _, spread_s = answer_twice(spread, model)
+        spread._shards.close()
+        log(f"{name}: with {workers} workers {spread_s:.1f} s ({answer_s / spread_s:.2f}x)")
 
     accounted_querier, accounted_responder = scheme("accounted", depth, 1, complex_packing), scheme("accounted", depth, 2, complex_packing)
     accounted_setup = accounted_querier.setup(samples)
@@ -134,8 +145,13 @@ def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, compl
             "complex_packing": complex_packing,
         },
         "circuit": [type(stage).__name__ for stage in circuit],
-        "ops_per_batch": op_counts(circuit),
-        "seconds": {"setup_encrypt": setup_s, "answer": answer_s, **{f"answer_{k}": v for k, v in answer_phases.items()}, "decrypt": decrypt_s},
+        "ops_per_batch": {f"{op}@{primes}": count for (op, primes), count in sorted(answer_operations(circuit, querier.plan, querier.plan.input_ciphertexts(int(np.prod(input_shape))), 256, complex_packing, True, False, CLASSES).items())},
+        "seconds": {
+            "setup_encrypt": setup_s, "answer": answer_s, **{f"answer_{k}": v for k, v in answer_phases.items()}, "decrypt": decrypt_s,
+            "answer_first_epoch": first_s, **{f"answer_first_epoch_{k}": v for k, v in first_phases.items()},
+        },
+        **(time_model_figures(setup_s, answer_s, decrypt_s, setup_predicted, answer_predicted, decrypt_predicted) if SETTINGS["calibration"] else {}),
+        **({"workers": workers, "workers_answer_s": spread_s, "workers_speedup": answer_s / spread_s} if workers > 1 else {}),
         "throughput_samples_per_s": len(samples) / answer_s,
         "evaluate_only_samples_per_s": len(samples) / answer_phases["he_evaluate"],
         "max_abs_error": float(error.max()),
@@ -150,6 +166,15 @@ def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, compl
         },
         "accounted_over_real_setup": accounted_setup.charged_bytes / len(setup.data),
         "accounted_over_real_answer": accounted_answer.charged_bytes / len(answer.data),
+    }
+
+
+def time_model_figures(setup_s: float, answer_s: float, decrypt_s: float, setup: dict, answer: dict, decrypt: dict) -> dict:
+    """The time model's prediction beside the measurement, per phase and as ratios."""
+    predicted = {"setup_encrypt": setup.get("encrypt", 0.0), "answer": sum(answer.values()), **{f"answer_{k}": v for k, v in answer.items()}, "decrypt": decrypt.get("decrypt", 0.0)}
+    return {
+        "predicted_seconds": predicted,
+        "predicted_over_measured": {"setup_encrypt": predicted["setup_encrypt"] / setup_s, "answer": predicted["answer"] / answer_s, "decrypt": predicted["decrypt"] / decrypt_s},
     }
 
 
@@ -217,12 +242,29 @@ def cifar_case(name: str, model: nn.Module, description: object, depth: int, dat
     }
 
 
+def calibrate_command(out: Path, depths: list[int]) -> int:
+    plans = []
+    for depth in depths:
+        try:
+            plans.append(plan_for_depth(depth, 26, 10, complex_packing=True))  # complex: the conjugation is measured too
+        except ValueError as err:
+            raise UsageError(f"--depth {depth}: {err}") from None
+    log(f"calibrating depths {', '.join(map(str, depths))}")
+    write_atomic(out, json.dumps(calibration_file(plans), indent=1) + "\n")
+    log(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=path_argument, required=True, help="JSON file to write (checked before anything runs)")
     parser.add_argument("--quick", action="store_true", help="digits case only (about a minute)")
     parser.add_argument("--cifar", nargs="+", choices=sorted(CIFAR_CASES), help="CIFAR-10 cases to run (default: all; not with --quick)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.add_argument("--calibrate", action="store_true", help="measure the time model's operation costs and write them to --out (nothing else runs)")
+    parser.add_argument("--depth", type=int, nargs="+", default=[3, 5, 7], help="with --calibrate: the plans' multiplicative depths (default: 3 5 7, the digits MLP, he_cnn, the convnets)")
+    parser.add_argument("--calibration", type=path_argument, help="a file written by --calibrate on this machine: every case also reports the time model's prediction")
+    parser.add_argument("--workers", type=int, default=2, help="also answer with this many Ray workers and report workers_speedup (1: skip; default 2)")
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -230,7 +272,20 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--cifar {' '.join(args.cifar)}: --quick runs the digits case only; allowed: one of --quick and --cifar")
         if args.out.is_file() and not args.overwrite:
             raise UsageError(f"--out {args.out}: exists; allowed: --overwrite to replace it, or another --out")
+        if not 1 <= args.workers <= (os.cpu_count() or 1):
+            raise UsageError(f"--workers {args.workers}: allowed: 1..{os.cpu_count() or 1}, the CPUs of this machine")
         out = output(args.out, "--out", "file")  # before minutes of benchmarking, not after
+        if args.calibrate:
+            return calibrate_command(out, args.depth)
+        SETTINGS["workers"] = args.workers
+        if args.calibration is not None:
+            depths = {3} | (set() if args.quick else {CIFAR_CASES[name][1] for name in args.cifar or CIFAR_CASES})
+            for depth in sorted(depths):
+                try:
+                    Calibration.load(args.calibration, plan_for_depth(depth, 26, 10))
+                except CalibrationError as err:
+                    raise UsageError(f"--calibration {err}") from None
+            SETTINGS["calibration"] = args.calibration
         data = None if args.quick else cifar_data()  # a broken copy stops the bench before the digits case runs
         cases = {"digits_mlp": digits_case()}
         if data is not None:
@@ -246,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_abs_error": digits["max_abs_error"],
             "argmax_agreement": digits["argmax_agreement"],
             "accounted_over_real_bytes": (bytes_["setup_accounted"] + bytes_["answer_accounted"]) / (bytes_["setup_real"] + bytes_["answer_real"]),
+            **{key: digits[key] for key in ("workers_speedup", "predicted_over_measured") if key in digits},
             "quick": args.quick,
             "cases": cases,
         }, indent=2) + "\n")

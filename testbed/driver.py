@@ -37,6 +37,7 @@ def run_scenario(scenario: Scenario, out: RunDirectory, progress: bool = True, p
     channel = Channel()
     final: dict[str, PartyEpoch] = {}
     phase_seconds: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    predicted_seconds: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     bar = tqdm(total=scenario.epochs, desc=scenario.name, unit="epoch", file=sys.stderr, disable=not progress)
 
     def report(epoch: int, metrics: dict[str, PartyEpoch]) -> None:
@@ -44,6 +45,8 @@ def run_scenario(scenario: Scenario, out: RunDirectory, progress: bool = True, p
         for party, values in metrics.items():
             for phase, seconds in values.seconds.items():
                 phase_seconds[party][phase] += seconds
+            for phase, seconds in values.predicted_seconds.items():
+                predicted_seconds[party][phase] += seconds
             rows.append(EpochRecord(epoch=epoch, party=party, **values.written(), **channel.traffic(party, epoch)))
             if epoch:
                 final[party] = values
@@ -61,12 +64,12 @@ def run_scenario(scenario: Scenario, out: RunDirectory, progress: bool = True, p
         bar.close()
         parties.close()
     wall = time.perf_counter() - started
-    summary = summarize(scenario, channel, final, phase_seconds, wall, protocol.communication(scenario))
+    summary = summarize(scenario, channel, final, phase_seconds, wall, protocol.communication(scenario), predicted_seconds)
     out.complete(summary)
     return summary
 
 
-def summarize(scenario: Scenario, channel: Channel, final: dict[str, PartyEpoch], phase_seconds: dict, wall: float, protocol_figures: dict[str, Any]) -> Summary:
+def summarize(scenario: Scenario, channel: Channel, final: dict[str, PartyEpoch], phase_seconds: dict, wall: float, protocol_figures: dict[str, Any], predicted_seconds: dict) -> Summary:
     """The run's summary from its parties' last epoch, the channel's records and the figures the
     protocol adds (:meth:`~testbed.protocols.base.TrainingProtocol.communication`)."""
     # Epochs in which messages flow (SMuLe skips its warm-up; FedAvg may average every k epochs).
@@ -113,5 +116,9 @@ def summarize(scenario: Scenario, channel: Channel, final: dict[str, PartyEpoch]
         },
         # Network time from the recorded bytes and rounds, on the scenario's link.
         communication=Communication(**communication, **network_time(Communication(**communication), scenario.network)),
-        seconds=Seconds(wall=round(wall, 3), by_party_and_phase={p: {k: round(v, 3) for k, v in s.items()} for p, s in phase_seconds.items()}),
+        seconds=Seconds(
+            wall=round(wall, 3),
+            by_party_and_phase={p: {k: round(v, 3) for k, v in s.items()} for p, s in phase_seconds.items()},
+            predicted_by_party_and_phase={p: {k: round(v, 3) for k, v in s.items()} for p, s in predicted_seconds.items()},
+        ),
     )

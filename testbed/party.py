@@ -30,7 +30,7 @@ from testbed.metrics import Harm, answer_harm, filter_quality, kl_divergence, so
 from testbed.models import predict
 from testbed.protocols.base import PartyInterface
 from testbed.registry import FILTERS, MODELS, PROTOCOLS, SCHEMES
-from testbed.result_schema import Evaluation, FilterAudit
+from testbed.result_schema import PREDICTED, Evaluation, FilterAudit
 from testbed.schemes.base import SecureInferenceScheme
 from testbed.seeding import derived_seed, seeded_rng
 from testbed.shares import party_data
@@ -173,6 +173,8 @@ class Party(PartyInterface):
         for key, seconds in detail.items():
             self.stopwatch.seconds[key] += seconds
         self.stopwatch.seconds[phase] -= sum(detail.values())
+        for key, seconds in scheme.predicted_timings().items():
+            self.stopwatch.seconds[PREDICTED + key] += seconds
 
     # -- local work ----------------------------------------------------------------------
     def train(self, use_peers: bool) -> float:

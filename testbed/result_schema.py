@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from testbed.files import read_json_lines
 from testbed.registry import validation_problems
@@ -82,9 +82,14 @@ class Evaluation(Record):
     peak_rss_mb: float | None = None
 
 
+#: Prefix of a phase's seconds that a time model predicted rather than a clock measured.
+PREDICTED = "predicted_"
+
+
 class PartyEpoch(Record):
     """What a protocol reports for one party after an epoch (epoch 0: the one-time setup, which
-    has only ``seconds``)."""
+    has only ``seconds``). Phases a party reports as ``predicted_<phase>`` are moved out of
+    ``seconds`` into ``predicted_seconds``, so that no prediction is read as a measurement."""
 
     loss: float | None = None
     accuracy: float | None = None
@@ -93,6 +98,16 @@ class PartyEpoch(Record):
     peak_rss_mb: float | None = None
     filter: FilterAudit | None = None
     seconds: dict[str, float] = {}
+    #: of the scheme's time model (``scheme.calibration``), per phase of ``seconds``
+    predicted_seconds: dict[str, float] = {}
+
+    @model_validator(mode="after")
+    def _predictions_apart(self) -> "PartyEpoch":
+        predicted = {k.removeprefix(PREDICTED): v for k, v in self.seconds.items() if k.startswith(PREDICTED)}
+        if predicted:
+            self.seconds = {k: v for k, v in self.seconds.items() if not k.startswith(PREDICTED)}
+            self.predicted_seconds = {**self.predicted_seconds, **predicted}
+        return self
 
     @classmethod
     def scored(cls, loss: float, evaluation: Evaluation, seconds: dict[str, float], **more: Any) -> PartyEpoch:
@@ -171,6 +186,8 @@ class Communication(Record):
 class Seconds(Record):
     wall: float
     by_party_and_phase: dict[str, dict[str, float]]
+    #: the scheme's time model, summed over the run (``scheme.calibration``); never measured
+    predicted_by_party_and_phase: dict[str, dict[str, float]] = {}
 
 
 class Summary(Record):

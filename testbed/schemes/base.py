@@ -67,4 +67,9 @@ class SecureInferenceScheme(Component, ABC):
         """Seconds spent per phase since the last call (e.g. encrypt, evaluate, decrypt)."""
         return {}
 
+    def predicted_timings(self) -> dict[str, float]:
+        """Seconds a time model predicts per phase since the last call (same phase names as
+        :meth:`timings`; empty where the scheme has no model or none was asked for)."""
+        return {}
+
 

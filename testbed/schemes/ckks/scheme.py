@@ -7,12 +7,14 @@ logits in plaintext and charges exactly the bytes real mode sends (:mod:`.accoun
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import tenseal.sealapi as seal
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from torch import nn
 
 from testbed.messages import Wire
@@ -26,6 +28,7 @@ from testbed.schemes.ckks.crypto import PublicContext, decrypt_logits, encrypt_d
 from testbed.schemes.ckks.evaluation import LocalShards, evaluate
 from testbed.schemes.ckks.workers import RayShards
 from testbed.schemes.ckks.plan import check_depth, plan_for_depth
+from testbed.schemes.ckks.time_model import Calibration, answer_operations, decode_operations, setup_operations
 from testbed.schemes.ckks.wire import pack, seal_bytes, unpack
 from testbed.schemes.plaintext import array_from_bytes, array_to_bytes
 from testbed.timing import Stopwatch
@@ -51,6 +54,15 @@ class CkksScheme(SecureInferenceScheme):
         flood_std: float = Field(0.1, ge=0.0, description="std of Gaussian noise flooded onto every returned logit (0: off); 0.1 chosen in docs/privacy.md")
         complex_packing: bool = Field(False, description="two features per slot (real and imaginary part): half the setup bytes, one conjugation key")
         workers: int = Field(1, ge=1, le=256, description="Ray workers a responder spreads each batch's evaluation over (real mode), one shard of features each; at most the cluster's CPUs")
+        calibration: str | None = Field(None, description="costs measured by 'python bench/ckks.py --calibrate' on this machine for this plan: each phase's seconds are then also predicted (predicted_seconds), in either mode")
+
+        @field_validator("calibration")
+        @classmethod
+        def _calibrated_here(cls, path: str | None, info: ValidationInfo) -> str | None:
+            if path is not None and {"depth", "scale_bits", "headroom_bits"} <= set(info.data):
+                d = info.data
+                Calibration.load(Path(path), plan_for_depth(d["depth"], d["scale_bits"], d["headroom_bits"], d.get("poly_modulus_degree"), d.get("complex_packing", False)))
+            return path
 
         @model_validator(mode="after")
         def _fits(self) -> "CkksScheme.Params":
@@ -67,6 +79,9 @@ class CkksScheme(SecureInferenceScheme):
         p = self.params
         self.plan = plan_for_depth(p.depth, p.scale_bits, p.headroom_bits, p.poly_modulus_degree, p.complex_packing)
         self.stopwatch = Stopwatch()
+        self.calibration = Calibration.load(Path(p.calibration), self.plan) if p.calibration else None
+        self._predicted: Counter = Counter()
+        self._answer_operations: dict[bool, Counter] = {}  # by whether a logit map is fused: counted once per model
 
     @classmethod
     def check_model(cls, params: Params, model: nn.Module, input_shape: tuple[int, ...]) -> None:
@@ -79,12 +94,45 @@ class CkksScheme(SecureInferenceScheme):
         """Seconds in ``encrypt`` (setup), ``deserialize``, ``he_evaluate``, ``serialize`` (answer), ``decrypt``."""
         return self.stopwatch.take()
 
+    def predicted_timings(self) -> dict[str, float]:
+        """The phases of :meth:`timings` as :mod:`.time_model` predicts them for one worker."""
+        if self.calibration is None:
+            return {}
+        ops, self._predicted = self._predicted, Counter()
+        return self.calibration.seconds(ops)
+
+    def _count_setup(self, samples: np.ndarray) -> None:
+        if self.calibration is not None:
+            inputs = batches(self.plan, len(samples)) * self.plan.input_ciphertexts(int(np.prod(samples.shape[1:])))
+            self._predicted += setup_operations(self.plan, inputs)
+
+    def _count_answer(self, model: nn.Module, logit_map: LogitMap | None) -> None:
+        if self.calibration is None:
+            return
+        fused = logit_map is not None
+        if fused not in self._answer_operations:  # lowering a convnet takes seconds: the pattern of its weights does not change
+            circuit = lower_model(model, self.input_shape)
+            if fused:
+                rows = np.arange(min(self.plan.slots, self.sample_count))
+                circuit = circuit[:-1] + [fuse_logit_map(circuit[-1], logit_map.selected[rows], logit_map.matrix, logit_map.offset[rows])]
+            features = self.plan.input_ciphertexts(int(np.prod(self.input_shape)))
+            p = self.params
+            self._answer_operations[fused] = answer_operations(circuit, self.plan, features, BLOCK_INPUTS, p.complex_packing, p.rerandomize, p.flood_std > 0, self.classes)
+        for _ in range(batches(self.plan, self.sample_count)):
+            self._predicted += self._answer_operations[fused]
+
+    def _count_decode(self, samples: int) -> None:
+        if self.calibration is not None:
+            self._predicted += decode_operations(batches(self.plan, samples) * self.classes)
+
     def load(self, wire: Wire) -> None:
         header, frames = unpack(wire.data)
         self.sample_count = header["samples"]
         self.input_shape = tuple(header["input_shape"])
         self.scale = 2.0 ** header["scale_bits"]
         self._load_frames(frames)
+        if self.calibration is not None:
+            self._predicted[("load_context", self.plan.depth + 1)] += 1
 
     def _load_frames(self, frames: list[memoryview]) -> None:
         raise NotImplementedError
@@ -100,6 +148,7 @@ class RealCkks(CkksScheme):
     # querier -------------------------------------------------------------------------------
     def setup(self, samples: np.ndarray) -> Wire:
         self.sample_count = len(samples)
+        self._count_setup(samples)
         with self.stopwatch.timed("encrypt"):
             self._keys = make_keys(self.plan)
             frames = public_frames(self._keys) + encrypt_dataset(self._keys, samples)
@@ -107,6 +156,7 @@ class RealCkks(CkksScheme):
 
     def decode(self, wire: Wire) -> np.ndarray:
         header, frames = unpack(wire.data)
+        self._count_decode(header["samples"])
         with self.stopwatch.timed("decrypt"):
             return decrypt_logits(self._keys, frames, header["samples"], header["classes"])
 
@@ -124,6 +174,7 @@ class RealCkks(CkksScheme):
 
     def answer(self, model: nn.Module, logit_map: LogitMap | None = None) -> Wire:
         n = self.sample_count
+        self._count_answer(model, logit_map)
         circuit = lower_model(model, self.input_shape)
         check_depth(circuit_depth(circuit), self.params)
         slots, features = self.plan.slots, self.plan.input_ciphertexts(int(np.prod(self.input_shape)))
@@ -160,17 +211,20 @@ class AccountedCkks(CkksScheme):
 
     def setup(self, samples: np.ndarray) -> Wire:
         self.sample_count = len(samples)
+        self._count_setup(samples)
         payload = pack(setup_header(self.plan, samples), [array_to_bytes(samples.astype(np.float32))])
         return Wire(payload, setup_bytes(self.plan, samples))
 
     def decode(self, wire: Wire) -> np.ndarray:
-        _, frames = unpack(wire.data)
+        header, frames = unpack(wire.data)
+        self._count_decode(header["samples"])
         return array_from_bytes(bytes(frames[0]))
 
     def _load_frames(self, frames: list[memoryview]) -> None:
         self._samples = torch.from_numpy(array_from_bytes(bytes(frames[0])))
 
     def answer(self, model: nn.Module, logit_map: LogitMap | None = None) -> Wire:
+        self._count_answer(model, logit_map)
         logits = plaintext_logits(model, self._samples, logit_map)
         if self.params.flood_std:
             logits = logits + self._rng.normal(0.0, self.params.flood_std, logits.shape).astype(np.float32)

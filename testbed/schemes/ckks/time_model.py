@@ -1,0 +1,290 @@
+"""Seconds that CKKS secure inference takes, predicted like its bytes are charged.
+
+A phase's time is the operations it performs times what each costs on this machine:
+
+- :func:`answer_operations` counts, for one batch, what :mod:`.evaluation` does, following
+  the same rules (levels, lazy relinearisation and rescaling, inputs in blocks): SEAL calls by
+  kind and by the number of primes they run at, and the bulk arithmetic of linear stages in
+  coefficient words (one prime's coefficient of one ciphertext component);
+- :func:`setup_operations` and :func:`decode_operations` do the same for the querier;
+- a :class:`Calibration` holds the cost of each operation, measured on one machine for one
+  plan by ``python bench/ckks.py --calibrate`` (:func:`calibrate`).
+
+The prediction is for one worker (``scheme.workers: 1``): per core. What is not counted: Python
+overhead between calls, and the first touch of the evaluation's scratch memory, which only the
+first epoch of a responder pays (docs/ckks.md, "Time").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tenseal.sealapi as seal
+
+from testbed.schemes.ckks.bulk_linear import LIMB_BITS, IntegerWeights, add_combination
+from testbed.schemes.ckks.circuit import Linear, Stage, SumPool, circuit_depth
+from testbed.schemes.ckks.coefficients import ciphertext_from, coefficients
+from testbed.schemes.ckks.crypto import PublicContext, encoded, encrypt_dataset, make_keys, public_frames
+from testbed.schemes.ckks.plan import CkksPlan
+from testbed.schemes.ckks.wire import seal_bytes, seal_load
+
+#: Operation -> phase of real mode's timings (:meth:`CkksScheme.timings`).
+PHASES = {
+    "load_input": "deserialize",
+    "save_logit": "serialize",
+    "keygen": "encrypt",
+    "encrypt_input": "encrypt",
+    "decrypt_logit": "decrypt",
+    "load_context": "deserialize",
+}
+#: Operations measured in coefficient words rather than per call.
+WORD_OPERATIONS = ("copy_word", "term_word", "output_word")
+
+
+class CalibrationError(ValueError):
+    """A calibration file that cannot serve this plan on this machine; the message says why."""
+
+
+def machine() -> dict[str, Any]:
+    """What identifies the machine a calibration was measured on."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "cpus": os.cpu_count() or 1}
+
+
+def plan_key(plan: CkksPlan) -> dict[str, Any]:
+    """What a calibration is for: the ring and primes (complex packing changes the counts, not the costs)."""
+    return {"poly_modulus_degree": plan.poly_modulus_degree, "coeff_mod_bit_sizes": list(plan.coeff_mod_bit_sizes)}
+
+
+# -- counting --------------------------------------------------------------------------------
+def _limbs(plan: CkksPlan) -> int:
+    return -(-max(plan.coeff_mod_bit_sizes[:-1]) // LIMB_BITS)
+
+
+def answer_operations(circuit: list[Stage], plan: CkksPlan, features: int, block_inputs: int, complex_inputs: bool, rerandomize: bool, flood: bool, classes: int) -> Counter:
+    """Operations of one batch's answer, keyed ``(operation, primes)`` (``primes`` 0 for word
+    operations), as :func:`.evaluation.evaluate` with one shard, then protecting and saving."""
+    ops: Counter = Counter()
+    degree, limbs = plan.poly_modulus_degree, _limbs(plan)
+    primes, size, pending = circuit_depth(circuit) + 1, 2, 0
+    top = plan.depth + 1
+    ops[("load_input", top)] += features
+    if primes < top:
+        ops[("mod_switch", top)] += features
+    width = features
+
+    def settle(count: int, drops: int) -> None:
+        nonlocal primes, size
+        if size == 3:
+            ops[("relinearize", primes)] += count
+        for _ in range(drops):
+            ops[("rescale", primes)] += count
+            primes -= 1
+        size = 2
+
+    for stage in circuit:
+        if isinstance(stage, (Linear, SumPool)):
+            if isinstance(stage, SumPool):
+                pattern = np.zeros((len(stage.windows), width), dtype=bool)
+                for o, window in enumerate(stage.windows):
+                    pattern[o, window] = True
+            else:
+                pattern = stage.weight.reshape(*stage.weight.shape[:2], -1).any(axis=2)
+            outputs = len(pattern)
+            words = size * primes * degree
+            reached = pattern.any(axis=1)
+            one_by_one = isinstance(stage, Linear) and (stage.weight.ndim == 3 or complex_inputs)
+            if one_by_one:
+                ops[("encode_vector" if stage.weight.ndim == 3 else "encode_complex", primes)] += int(pattern.sum())
+                ops[("multiply_plain", primes)] += int(pattern.sum())
+                ops[("add", primes)] += int(pattern.sum()) - int(reached.sum())
+                ops[("copy_word", 0)] += int(reached.sum()) * words
+            else:
+                for start in range(0, width, block_inputs):
+                    block = pattern[:, start : start + block_inputs]
+                    ops[("copy_word", 0)] += block.shape[1] * words
+                    ops[("term_word", 0)] += int(block.sum()) * words * limbs
+                    ops[("output_word", 0)] += int(block.any(axis=1).sum()) * words
+            ops[("copy_word", 0)] += outputs * words * 2  # zeroing the sums, then each output's ciphertext
+            if isinstance(stage, Linear):
+                if complex_inputs:
+                    ops[("conjugate", primes)] += int(reached.sum())
+                    ops[("add", primes)] += int(reached.sum())
+                settle(int(reached.sum()), pending + 1)
+                ops[("add_plain", primes)] += int(np.any(stage.bias.reshape(outputs, -1), axis=1).sum())
+                pending, complex_inputs = 0, False
+            width = outputs
+        else:
+            settle(width, pending)
+            if stage.shift:
+                ops[("add_plain", primes)] += width
+            ops[("square", primes)] += width
+            size, pending = 3, 1
+    settle(width, pending)
+    if primes > 1:
+        ops[("mod_switch", primes)] += width
+    if rerandomize:
+        ops[("encrypt_zero", 1)] += classes
+        ops[("add", 1)] += classes
+    if flood:
+        ops[("encode_vector", 1)] += classes
+        ops[("add_plain", 1)] += classes
+    ops[("save_logit", 1)] += classes
+    return ops
+
+
+def setup_operations(plan: CkksPlan, inputs: int) -> Counter:
+    """The querier's setup: keys, then every input encoded, encrypted and saved."""
+    return Counter({("keygen", plan.depth + 1): 1, ("encrypt_input", plan.depth + 1): inputs})
+
+
+def decode_operations(logits: int) -> Counter:
+    return Counter({("decrypt_logit", 1): logits})
+
+
+# -- costs -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Calibration:
+    """Seconds per operation for one plan on one machine."""
+
+    plan: dict[str, Any]
+    machine: dict[str, Any]
+    costs: dict[str, dict[str, float]]  # operation -> str(primes) -> seconds
+
+    @classmethod
+    def load(cls, path: Path, plan: CkksPlan) -> "Calibration":
+        """The calibration for ``plan`` in the file at ``path``; :class:`CalibrationError` when the
+        file is unreadable, was measured on another machine, or has no entry for this plan."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            entries, measured_on = data["plans"], data["machine"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise CalibrationError(f"{path}: not a calibration file written by 'python bench/ckks.py --calibrate' ({err})") from None
+        here = machine()
+        if measured_on != here:
+            raise CalibrationError(f"{path}: measured on {measured_on}, not on this machine ({here}); run 'python bench/ckks.py --calibrate' here")
+        wanted = plan_key(plan)
+        for entry in entries:
+            if entry.get("plan") == wanted:
+                return cls(wanted, measured_on, entry["costs"])
+        known = "; ".join(str(e.get("plan")) for e in entries)
+        raise CalibrationError(f"{path}: no costs for the plan {wanted} (the file has {known}); calibrate with --depth {plan.depth}")
+
+    def seconds(self, ops: Counter) -> dict[str, float]:
+        """Predicted seconds per phase of real mode's timings."""
+        phases: Counter = Counter()
+        for (operation, primes), count in ops.items():
+            costs = self.costs[operation]
+            cost = costs[str(primes)] if str(primes) in costs else costs[max(costs, key=int)]
+            phases[PHASES.get(operation, "he_evaluate")] += count * cost
+        return dict(phases)
+
+
+def _median_seconds(run, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def calibrate(plan: CkksPlan, repeats: int = 15) -> dict[str, dict[str, float]]:
+    """Measure every operation :func:`answer_operations` and its peers count, at every level of
+    ``plan``, on this machine (medians of ``repeats``)."""
+    keys = make_keys(plan)
+    public = PublicContext.load([memoryview(f) for f in public_frames(keys)], plan)
+    rng = np.random.default_rng(0)
+    slots, degree = plan.slots, plan.poly_modulus_degree
+    costs: dict[str, dict[str, float]] = {}
+
+    def record(operation: str, primes: int, seconds: float) -> None:
+        costs.setdefault(operation, {})[str(primes)] = seconds
+
+    features = rng.uniform(-1, 1, (slots, 4))
+    frame = encrypt_dataset(keys, features)[0]
+    top = plan.depth + 1
+    record("keygen", top, _median_seconds(lambda: make_keys(plan), max(3, repeats // 5)))
+    record("encrypt_input", top, _median_seconds(lambda: encrypt_dataset(keys, features[:, :1]), repeats))
+    record("load_input", top, _median_seconds(lambda: seal_load(seal.Ciphertext(), frame, public.context), repeats))
+    record("load_context", top, _median_seconds(lambda: PublicContext.load([memoryview(f) for f in public_frames(keys)], plan), 3))
+    fresh = seal_load(seal.Ciphertext(), frame, public.context)
+    for primes in range(top, 0, -1):
+        ct = seal_load(seal.Ciphertext(), frame, public.context)
+        public.evaluator.mod_switch_to_inplace(ct, public.parms_id_at(primes - 1))
+        level = ct.parms_id()
+        vector = rng.uniform(-1, 1, slots)
+        record("encode_vector", primes, _median_seconds(lambda: encoded(public, vector, level, plan.scale), repeats))
+        record("encode_complex", primes, _median_seconds(lambda: encoded(public, 0.3 - 0.2j, level, plan.scale), repeats))
+        plain = encoded(public, 0.5, level, plan.scale if primes > 1 else 2.0)  # one prime has no room for a second scale
+        out = seal.Ciphertext()
+        record("multiply_plain", primes, _median_seconds(lambda: public.evaluator.multiply_plain(ct, plain, out), repeats))
+        record("add", primes, _median_seconds(lambda: public.evaluator.add_inplace(out, out), repeats))
+        bias = encoded(public, 0.25, level, out.scale)
+        record("add_plain", primes, _median_seconds(lambda: public.evaluator.add_plain_inplace(out, bias), repeats))
+        record("encrypt_zero", primes, _median_seconds(lambda: public.encryptor.encrypt_zero(level, seal.Ciphertext()), repeats))
+        record("save_logit", primes, _median_seconds(lambda: seal_bytes(ct), repeats))
+        saved = seal_bytes(ct)
+        record("decrypt_logit", primes, _median_seconds(lambda: _decrypt(keys, saved), repeats))
+        if keys.galois_keys is not None:
+            record("conjugate", primes, _median_seconds(lambda: public.evaluator.complex_conjugate(ct, keys.galois_keys, seal.Ciphertext()), repeats))
+        if primes > 1:
+            lower = public.parms_id_at(primes - 2)
+            record("mod_switch", primes, _median_seconds(lambda: public.evaluator.mod_switch_to(ct, lower, seal.Ciphertext()), repeats))
+            record("rescale", primes, _median_seconds(lambda: public.evaluator.rescale_to_next(out, seal.Ciphertext()), repeats))
+            squared = seal.Ciphertext()
+            record("square", primes, _median_seconds(lambda: public.evaluator.square(ct, squared), repeats))
+            if plan.relinearizes:
+                record("relinearize", primes, _median_seconds(lambda: public.evaluator.relinearize(squared, public.relin_keys, seal.Ciphertext()), repeats))
+    costs.update(_word_costs(public, fresh, plan, repeats))
+    return costs
+
+
+def _decrypt(keys, data: bytes) -> None:
+    plain = seal.Plaintext()
+    keys.decryptor.decrypt(seal_load(seal.Ciphertext(), data, keys.context), plain)
+    keys.encoder.decode_double(plain)
+
+
+def _word_costs(public: PublicContext, ct: seal.Ciphertext, plan: CkksPlan, repeats: int) -> dict[str, dict[str, float]]:
+    """Seconds per coefficient word of the bulk arithmetic: a copy, one term (per limb), and one
+    output's fold, from two kernel runs that differ only in the terms per output."""
+    moduli = np.array(public.primes(ct.parms_id()), dtype=np.int64)
+    words = coefficients(ct).size
+    inputs = np.repeat(coefficients(ct)[None], 32, axis=0)
+    out = np.zeros((16, *inputs.shape[1:]), dtype=np.uint64)
+    rng = np.random.default_rng(1)
+    timings = {}
+    for terms in (2, 16):
+        weight = np.zeros((16, 32))
+        for o in range(16):
+            weight[o, rng.choice(32, terms, replace=False)] = rng.normal(size=terms)
+        rounded = IntegerWeights.rounded(weight, plan.scale)
+        add_combination(inputs, rounded, moduli, out)  # compiled before timing
+        timings[terms] = _median_seconds(lambda: add_combination(inputs, rounded, moduli, out), max(3, repeats // 3))
+    limbs = _limbs(plan)
+    per_term = (timings[16] - timings[2]) / (16 * 14 * words * limbs)
+    per_output = max(0.0, timings[2] - 16 * 2 * words * limbs * per_term) / (16 * words)
+    copy = _median_seconds(lambda: np.copyto(out, inputs[:16]), max(3, repeats // 3)) / (16 * words)
+    return {"term_word": {"0": per_term}, "output_word": {"0": per_output}, "copy_word": {"0": copy}}
+
+
+def calibration_file(plans: list[CkksPlan], repeats: int = 15) -> dict[str, Any]:
+    """The contents of a calibration file for ``plans``, measured now on this machine."""
+    return {"machine": machine(), "plans": [{"plan": plan_key(plan), "costs": calibrate(plan, repeats)} for plan in plans]}
