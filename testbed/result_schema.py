@@ -101,13 +101,15 @@ class PartyEpoch(Record):
     #: of the scheme's time model (``scheme.calibration``), per phase of ``seconds``
     predicted_seconds: dict[str, float] = {}
 
-    @model_validator(mode="after")
-    def _predictions_apart(self) -> "PartyEpoch":
-        predicted = {k.removeprefix(PREDICTED): v for k, v in self.seconds.items() if k.startswith(PREDICTED)}
-        if predicted:
-            self.seconds = {k: v for k, v in self.seconds.items() if not k.startswith(PREDICTED)}
-            self.predicted_seconds = {**self.predicted_seconds, **predicted}
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _predictions_apart(cls, data: Any) -> Any:
+        seconds = data.get("seconds") if isinstance(data, dict) else None
+        if not isinstance(seconds, dict) or not any(str(k).startswith(PREDICTED) for k in seconds):
+            return data
+        predicted = {k.removeprefix(PREDICTED): v for k, v in seconds.items() if k.startswith(PREDICTED)}
+        measured = {k: v for k, v in seconds.items() if not k.startswith(PREDICTED)}
+        return {**data, "seconds": measured, "predicted_seconds": {**data.get("predicted_seconds", {}), **predicted}}
 
     @classmethod
     def scored(cls, loss: float, evaluation: Evaluation, seconds: dict[str, float], **more: Any) -> PartyEpoch:

@@ -171,6 +171,8 @@ class Calibration:
     def load(cls, path: Path, plan: CkksPlan) -> "Calibration":
         """The calibration for ``plan`` in the file at ``path``; :class:`CalibrationError` when the
         file is unreadable, was measured on another machine, or has no entry for this plan."""
+        if not Path(path).is_file():
+            raise CalibrationError(f"{path}: no such file; write one with 'python bench/ckks.py --calibrate --out {path}'")
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
             entries, measured_on = data["plans"], data["machine"]

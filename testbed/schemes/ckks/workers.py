@@ -5,7 +5,7 @@ serialized input ciphertexts of its features for every batch, sent once when the
 loads the querier's setup. A linear stage's partial sums go from worker to worker through
 Ray's object store (the responder's process only passes references), so the responder never
 holds more than its own share. Workers ask for no CPU of their own (the party that owns them
-already holds its share of the cluster) and are spread over the cluster's nodes.
+already holds its share of the cluster) and go round robin to the cluster's nodes.
 
 A worker that dies fails the answer with :class:`WorkerFailure`, naming the worker; nothing
 is retried, so no answer is ever made of a partial evaluation.
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import ray
 import tenseal.sealapi as seal
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from testbed.schemes.ckks.crypto import PublicContext
 from testbed.schemes.ckks.evaluation import Piece, Shard, StageStep, deserialized, serialized, split
@@ -37,8 +38,10 @@ class ShardWorker:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         self.shard = Shard(PublicContext.load([memoryview(f) for f in public_frames], plan), index, shards, block_inputs)
 
-    def hold(self, frames: dict[int, bytes]) -> None:
+    def hold(self, frames: dict[int, bytes]) -> str:
+        """Keep this worker's input frames; returns the id of the node it runs on."""
         self.shard.hold(frames)
+        return ray.get_runtime_context().get_node_id()
 
     def start(self, batch: int, features: int, depth: int) -> None:
         self.shard.start(batch, features, depth)
@@ -75,15 +78,19 @@ class RayShards:
     def __init__(self, public: PublicContext, public_frames: Sequence[bytes | memoryview], plan: CkksPlan, input_frames: Sequence[bytes | memoryview], features: int, workers: int, block_inputs: int):
         _start_ray()
         self.public, self.count = public, workers
-        remote = ray.remote(num_cpus=0, max_restarts=0, scheduling_strategy="SPREAD")(ShardWorker)
+        remote = ray.remote(num_cpus=0, max_restarts=0)(ShardWorker)
         context = [bytes(frame) for frame in public_frames]
-        self.actors = [remote.remote(context, plan, index, workers, block_inputs) for index in range(workers)]
+        nodes = sorted(node["NodeID"] for node in ray.nodes() if node["Alive"] and node.get("Resources", {}).get("CPU", 0) > 0)
+        self.actors = [
+            remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[index % len(nodes)], soft=False)).remote(context, plan, index, workers, block_inputs)
+            for index in range(workers)
+        ]  # round robin over the nodes with CPUs: SPREAD does not spread actors that ask for none
         batches = len(input_frames) // features
         holds = []
         for index, (actor, mine) in enumerate(zip(self.actors, split(features, workers))):
             frames = {b * features + j: bytes(input_frames[b * features + j]) for b in range(batches) for j in mine}
             holds.append(actor.hold.remote(frames))
-        self._wait(holds, "receiving the setup")
+        self.nodes = self._wait(holds, "receiving the setup")
 
     def start(self, batch: int, features: int, depth: int) -> None:
         self._wait([actor.start.remote(batch, features, depth) for actor in self.actors], "starting a batch")
@@ -124,7 +131,7 @@ class RayShards:
 
 def _failed(ref: ray.ObjectRef) -> bool:
     try:
-        ray.get(ref, timeout=0)
-    except Exception:  # noqa: BLE001 (any failure marks this worker)
+        ray.get(ref)
+    except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError):
         return True
     return False

@@ -1,0 +1,145 @@
+"""The CKKS time model: it counts what the evaluation does, its calibration refuses files that
+do not fit, and runs report its predictions apart from their measurements."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from testbed.registry import MODELS
+from testbed.schemes.ckks.circuit import lower_model
+from testbed.schemes.ckks.crypto import PublicContext, encrypt_dataset, make_keys, public_frames
+from testbed.schemes.ckks.evaluation import LocalShards, evaluate
+from testbed.schemes.ckks.plan import plan_for_depth
+from testbed.schemes.ckks.time_model import Calibration, CalibrationError, answer_operations, calibration_file, machine
+
+COUNTED = ("relinearize_inplace", "rescale_to_next_inplace", "square_inplace", "add_plain_inplace", "multiply_plain", "encrypt_zero")
+
+
+class Counting:
+    """Forwards to a SEAL evaluator or encryptor, counting calls by name and by the primes of the first ciphertext."""
+
+    def __init__(self, inner, counts: Counter):
+        self._inner, self._counts = inner, counts
+
+    def __getattr__(self, name):
+        method = getattr(self._inner, name)
+
+        def counted(*args):
+            if name in COUNTED:
+                first = args[0]
+                primes = first.coeff_modulus_size() if hasattr(first, "coeff_modulus_size") else None
+                self._counts[(name, primes)] += 1
+            return method(*args)
+
+        return counted
+
+
+def _model(spec: dict, shape: tuple[int, ...]):
+    torch.manual_seed(0)
+    model = MODELS.create(MODELS.parse_spec(spec)).build(shape, 4)
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(64, *shape))
+    return model.eval()
+
+
+@pytest.mark.parametrize("spec, shape, depth, block", [
+    ({"kind": "mlp", "hidden": [6], "activation": "poly2"}, (10,), 3, 4),
+    ({"kind": "he_cnn", "channels": 2, "kernel": 2, "stride": 2, "padding": 0, "pool": 2, "hidden": 3, "activation": "poly2", "batch_norm": True}, (2, 4, 4), 5, 8),
+])
+def test_operation_counts_are_what_the_evaluation_calls(spec, shape, depth, block):
+    """Relinearisations, rescales, squarings and bias additions per number of primes, counted on
+    SEAL itself during a real evaluation, equal the time model's counts."""
+    model = _model(spec, shape)
+    plan = plan_for_depth(depth, 26, 10)
+    keys = make_keys(plan)
+    public = PublicContext.load([memoryview(f) for f in public_frames(keys)], plan)
+    calls: Counter = Counter()
+    public.evaluator, public.encryptor = Counting(public.evaluator, calls), Counting(public.encryptor, calls)
+    x = np.random.default_rng(0).random((16, *shape))
+    frames = encrypt_dataset(keys, x)
+    circuit = lower_model(model, shape)
+    evaluate(LocalShards(public, frames, block), circuit, 0, len(frames), plan.scale, False)
+    predicted = answer_operations(circuit, plan, len(frames), block, False, False, False, 4)
+    names = {"relinearize": "relinearize_inplace", "rescale": "rescale_to_next_inplace", "square": "square_inplace", "add_plain": "add_plain_inplace"}
+    expected = Counter({(names[op], primes): n for (op, primes), n in predicted.items() if op in names})
+    assert calls == expected
+    assert {name for name, _ in expected} == {"relinearize_inplace", "rescale_to_next_inplace", "square_inplace", "add_plain_inplace"}
+    assert predicted[("load_input", depth + 1)] == len(frames)
+    assert predicted[("term_word", 0)] > 0 and predicted[("copy_word", 0)] > predicted[("output_word", 0)] > 0
+
+
+@pytest.fixture(scope="module")
+def calibration(tmp_path_factory):
+    path = tmp_path_factory.mktemp("calibration") / "costs.json"
+    path.write_text(json.dumps(calibration_file([plan_for_depth(3, 26, 10, complex_packing=True)], repeats=1)))
+    return path
+
+
+def test_a_calibration_predicts_every_counted_operation_in_real_modes_phases(calibration):
+    plan = plan_for_depth(3, 26, 10)
+    model = _model({"kind": "mlp", "hidden": [6], "activation": "poly2"}, (10,))
+    ops = answer_operations(lower_model(model, (10,)), plan, 10, 256, False, True, True, 4)
+    seconds = Calibration.load(calibration, plan).seconds(ops)
+    assert set(seconds) == {"deserialize", "he_evaluate", "serialize"} and all(v > 0 for v in seconds.values())
+    doubled = Calibration.load(calibration, plan).seconds(ops + ops)
+    assert doubled["he_evaluate"] == pytest.approx(2 * seconds["he_evaluate"])
+
+
+def test_a_calibration_from_another_machine_or_plan_is_refused(calibration, tmp_path):
+    with pytest.raises(CalibrationError, match="no costs for the plan"):
+        Calibration.load(calibration, plan_for_depth(5, 26, 10))
+    data = json.loads(calibration.read_text())
+    data["machine"] = {**machine(), "cpu": "another CPU"}
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(json.dumps(data))
+    with pytest.raises(CalibrationError, match="not on this machine"):
+        Calibration.load(elsewhere, plan_for_depth(3, 26, 10))
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{}")
+    with pytest.raises(CalibrationError, match="not a calibration file"):
+        Calibration.load(garbage, plan_for_depth(3, 26, 10))
+
+
+def _scenario(**scheme) -> dict:
+    return {
+        "name": "calibrated", "seed": 1, "epochs": 2,
+        "dataset": {"kind": "synthetic", "train_samples": 100, "test_samples": 40, "classes": 3, "side": 3},
+        "scheme": {"kind": "ckks", "mode": "accounted", "depth": 3, **scheme},
+        "training": {"batch_size": 16, "warmup_epochs": 0},
+        "ray": {"object_store_mb": 200, "num_cpus": 2},
+        "parties": {name: {"samples": 40, "model": {"kind": "mlp", "hidden": [4], "activation": "poly2"}} for name in ("A", "B")},
+    }
+
+
+def test_an_accounted_run_reports_predicted_seconds_apart_from_measured_ones(calibration, tmp_path):
+    from testbed.config import parse_scenario
+    from testbed.driver import run_scenario
+    from testbed.inprocess import InProcessParties
+    from testbed.results import RunDirectory
+
+    summary = run_scenario(parse_scenario(_scenario(calibration=str(calibration))), RunDirectory(tmp_path / "run"), progress=False, placement=InProcessParties)
+    predicted = summary.seconds.predicted_by_party_and_phase
+    assert set(predicted) == {"A", "B"} and {"encrypt", "deserialize", "he_evaluate", "serialize", "decrypt"} <= set(predicted["A"])
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(not key.startswith("predicted_") for line in lines for key in line["seconds"])
+    answered = [line["predicted_seconds"]["he_evaluate"] for line in lines if line["epoch"] > 0]
+    assert len(answered) == 4 and answered[0] == pytest.approx(answered[-1]) and answered[0] > 0  # the same circuit every epoch
+    assert predicted["A"]["he_evaluate"] == pytest.approx(sum(answered) / 2, rel=1e-2)
+
+
+@pytest.mark.parametrize("scheme, key", [({"calibration": "missing.json"}, "calibration='missing.json': missing.json: no such file"), ({"mode": "real", "workers": 64}, "scheme.workers")])
+def test_a_bad_calibration_or_too_many_workers_exits_2_naming_the_key(scheme, key, tmp_path):
+    import yaml
+    from clitools import call
+    from testbed.run import main
+
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(_scenario(**scheme)))
+    code, _, err = call(main, [str(path), "--out", str(tmp_path / "out")])
+    assert code == 2 and key in err, err
