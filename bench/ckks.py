@@ -40,7 +40,10 @@ sys.path.insert(0, str(ROOT))
 from testbed.cli import UsageError, output, path_argument, run_command  # noqa: E402
 from testbed.files import write_atomic  # noqa: E402
 from testbed.registry import DATASETS, MODELS, SCHEMES  # noqa: E402
-from testbed.schemes.ckks.circuit import circuit_depth, lower_model  # noqa: E402
+from testbed.memory import peak_rss_mb, reset_peak_rss  # noqa: E402
+from testbed.schemes.ckks.circuit import circuit_depth, lower_model, stage_widths  # noqa: E402
+from testbed.schemes.ckks.evaluation import memory_needed  # noqa: E402
+from testbed.schemes.ckks.scheme import BLOCK_INPUTS  # noqa: E402
 from testbed.schemes.ckks.plan import plan_for_depth  # noqa: E402
 from testbed.schemes.ckks.time_model import Calibration, CalibrationError, answer_operations, calibration_file  # noqa: E402
 
@@ -112,7 +115,11 @@ def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, compl
     responder.timings()
     log(f"{name}: setup {len(setup.data) / 1e6:.1f} MB in {setup_s:.1f} s; evaluating")
     setup_predicted, load_predicted = querier.predicted_timings(), responder.predicted_timings()
+    reset_peak_rss()
     answer, first_phases, answer_phases, first_s, answer_s = answer_twice(responder, model)
+    peak_mb = peak_rss_mb()
+    widths = stage_widths(model, input_shape)
+    needed, _ = memory_needed(widths, circuit_depth(circuit), querier.plan.poly_modulus_degree, querier.plan.input_ciphertexts(int(np.prod(input_shape))), BLOCK_INPUTS)
     answer_predicted = {k: v / 2 for k, v in responder.predicted_timings().items()}  # two answers counted
     logits = querier.decode(answer)
     decrypt_s = querier.timings().get("decrypt", 0.0)
@@ -152,6 +159,8 @@ def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, compl
         },
         **(time_model_figures(setup_s, answer_s, decrypt_s, setup_predicted, answer_predicted, decrypt_predicted) if SETTINGS["calibration"] else {}),
         **({"workers": workers, "workers_answer_s": spread_s, "workers_speedup": answer_s / spread_s} if workers > 1 else {}),
+        "answer_peak_rss_mb": peak_mb,
+        "evaluation_memory_estimate_mb": needed / 2**20,
         "throughput_samples_per_s": len(samples) / answer_s,
         "evaluate_only_samples_per_s": len(samples) / answer_phases["he_evaluate"],
         "max_abs_error": float(error.max()),

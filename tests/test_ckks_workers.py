@@ -44,7 +44,7 @@ def test_two_workers_answer_exactly_what_one_process_answers(ray_local):
     circuit, plan, public, context, frames = setup()
     features = int(np.prod(SHAPE))
     local = LocalShards(public, frames, 5)
-    spread = RayShards(public, context, plan, frames, features, 2, 5)  # blocks of 5: several per shard
+    spread = RayShards(public, context, plan, frames, SHAPE, 2, 5)  # blocks of 5: several per shard
     try:
         for batch in (0, 1):
             expected, got = outputs(local, circuit, plan, batch, features), outputs(spread, circuit, plan, batch, features)
@@ -56,7 +56,7 @@ def test_two_workers_answer_exactly_what_one_process_answers(ray_local):
 
 def test_a_worker_that_dies_fails_the_answer_naming_it(ray_local):
     circuit, plan, public, context, frames = setup()
-    spread = RayShards(public, context, plan, frames, int(np.prod(SHAPE)), 2, 5)
+    spread = RayShards(public, context, plan, frames, SHAPE, 2, 5)
     ray_local.kill(spread.actors[1])
     with pytest.raises(WorkerFailure, match="worker 1 of 2 failed during"):
         evaluate(spread, circuit, 0, int(np.prod(SHAPE)), plan.scale, False)
@@ -74,7 +74,7 @@ CLUSTER = textwrap.dedent("""
     try:
         circuit, plan, public, context, frames = setup(depth=5)
         features = int(np.prod(SHAPE))
-        spread = RayShards(public, context, plan, frames, features, 2, 5)
+        spread = RayShards(public, context, plan, frames, SHAPE, 2, 5)
         same = all(np.array_equal(a, b) for a, b in zip(outputs(LocalShards(public, frames, 5), circuit, plan, 0, features), outputs(spread, circuit, plan, 0, features)))
         print("nodes", len(set(spread.nodes)), "same", same)
     finally:

@@ -120,6 +120,33 @@ def model_depth(model: nn.Module) -> int:
     return depth + (run or post is not None)
 
 
+def stage_widths(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, int]]:
+    """``(stage type, outputs)`` of :func:`lower_model`'s circuit from the layers' output sizes
+    alone (as :func:`model_depth`: without building the stages' matrices)."""
+    widths: list[tuple[str, int]] = []
+    x = torch.zeros((1, *input_shape))
+    run, after_activation = False, False
+    with torch.no_grad():
+        for layer in model.eval():
+            starts_pool = not run and after_activation and isinstance(layer, nn.AvgPool2d)
+            x = layer(x)
+            if isinstance(layer, ACTIVATION_LAYERS):
+                if run:
+                    widths.append(("Linear", widths.pop()[1] if widths and widths[-1][0] == "run" else x[0].numel()))
+                widths.append(("Square", x[0].numel()))
+                run, after_activation = False, True
+            elif isinstance(layer, AFFINE_LAYERS):
+                if starts_pool:
+                    widths.append(("SumPool", x[0].numel()))
+                if widths and widths[-1][0] == "run":
+                    widths.pop()
+                widths.append(("run", x[0].numel()))
+                run = True
+    if widths and widths[-1][0] == "run":
+        widths[-1] = ("Linear", widths[-1][1])
+    return widths
+
+
 def circuit_depth(circuit: list[Stage]) -> int:
     """Multiplicative depth: CKKS levels the circuit consumes (``SumPool`` is free)."""
     return sum(isinstance(stage, (Linear, Square)) for stage in circuit)

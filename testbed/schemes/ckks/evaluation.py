@@ -1,12 +1,14 @@
 """The responder's evaluation of one batch, its features split into shards.
 
-Every stage's ciphertexts are split into contiguous shards of features, one per worker. A
-linear stage (``Linear``, or ``SumPool`` as a linear map with weights 1) runs in two steps:
+Every stage's ciphertexts are split into shards of features, one per worker: the inputs by
+bands of image rows (:func:`input_holdings`), every later stage's outputs by where their inputs
+lie (:func:`owners`). A linear stage (``Linear``, or ``SumPool`` as a linear map with weights 1)
+runs in two steps:
 
-1. :meth:`Shard.partial`: each shard combines the features it holds into every output, as
-   coefficient arrays (exact modular arithmetic, :mod:`.bulk_linear`), and cuts the result into
-   the output ranges of the shards;
-2. :meth:`Shard.finish`: each shard adds the pieces of its output range from every shard and
+1. :meth:`Shard.partial`: each shard combines the features it holds into every output it
+   reaches, as coefficient arrays (exact modular arithmetic, :mod:`.bulk_linear`), and cuts the
+   result into pieces by the outputs' owners;
+2. :meth:`Shard.finish`: each shard adds the pieces of the outputs it owns from every shard and
    turns them into ciphertexts: relinearise, rescale, add the bias.
 
 ``Square`` works on each ciphertext where it lies. Inputs are dropped to the level the circuit
@@ -38,10 +40,34 @@ from testbed.schemes.ckks.crypto import PublicContext, encoded, mod_switched, pa
 from testbed.schemes.ckks.wire import seal_bytes, seal_load
 
 
-def split(count: int, parts: int) -> list[range]:
-    """``range(count)`` cut into ``parts`` contiguous ranges whose lengths differ by at most one."""
-    bounds = [count * k // parts for k in range(parts + 1)]
-    return [range(a, b) for a, b in zip(bounds, bounds[1:])]
+def input_holdings(input_shape: tuple[int, ...], features: int, shards: int, complex_packing: bool) -> list[np.ndarray]:
+    """Which input features each shard holds: bands of image rows (every channel), so that a
+    convolution's outputs mostly depend on one shard's inputs; contiguous ranges otherwise."""
+    index = np.arange(features)
+    if len(input_shape) == 3:
+        height, width = input_shape[1:]
+        flat = 2 * index if complex_packing else index  # a pair's first feature
+        band = ((flat // width) % height) * shards // height
+    else:
+        band = index * shards // max(features, 1)
+    return [index[band == s] for s in range(shards)]
+
+
+def owners(pattern: np.ndarray, holdings: list[np.ndarray]) -> list[np.ndarray]:
+    """Which outputs of a linear stage each shard finishes: the shard holding most of an
+    output's inputs (so few partial sums move), with at most an even share each."""
+    count = len(holdings)
+    if count == 1:
+        return [np.arange(len(pattern))]
+    reach = np.stack([pattern[:, held].sum(axis=1) for held in holdings], axis=1)  # (outputs, shards)
+    capacity = np.full(count, -(-len(pattern) // count))
+    owner = np.empty(len(pattern), dtype=np.int64)
+    for o in np.argsort(-(reach.max(axis=1) - reach.mean(axis=1)), kind="stable"):  # strongest preferences first
+        for s in np.argsort(-reach[o], kind="stable"):
+            if capacity[s]:
+                owner[o], capacity[s] = s, capacity[s] - 1
+                break
+    return [np.flatnonzero(owner == s) for s in range(count)]
 
 
 @dataclass
@@ -64,11 +90,16 @@ class StageStep:
     scale: float
     complex_inputs: bool
     inputs: int  # features entering the stage
-    output_ranges: list[range]
+    owners: list[np.ndarray]  # per shard, the outputs it finishes
 
     @property
     def drops(self) -> int:
         return self.pending + 1 if isinstance(self.stage, Linear) else 0
+
+    def pattern(self) -> np.ndarray:
+        """``(outputs, inputs)``: which inputs each output sums."""
+        weight = self.weight()
+        return weight.reshape(*weight.shape[:2], -1).any(axis=2)
 
     def weight(self) -> np.ndarray:
         """``(outputs, inputs)`` or ``(outputs, inputs, samples)``; complex for complex inputs."""
@@ -90,7 +121,7 @@ class Shard:
     block_inputs: int
     frames: dict[int, bytes | memoryview] = field(default_factory=dict)  # input frame index -> frame, this shard's features
     current: dict[int, seal.Ciphertext] = field(default_factory=dict)  # feature -> ciphertext, after the first stage
-    pending_inputs: range = range(0)  # features still serialized (frame index = offset + feature)
+    pending_inputs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # features still serialized (frame index = offset + feature)
     frame_offset: int = 0
     start_parms: list[int] | None = None
     seconds: dict[str, float] = field(default_factory=lambda: {"deserialize": 0.0})
@@ -100,10 +131,10 @@ class Shard:
         """Keep the serialized input ciphertexts of this shard's features (all batches)."""
         self.frames.update(frames)
 
-    def start(self, batch: int, features: int, depth: int) -> None:
-        """Begin a batch: this shard's share of its ``features`` input features, still serialized."""
+    def start(self, batch: int, features: int, held: np.ndarray, depth: int) -> None:
+        """Begin a batch of ``features`` input features: this shard's ``held`` ones, still serialized."""
         self.current = {}
-        self.pending_inputs = split(features, self.shards)[self.index]
+        self.pending_inputs = held
         self.frame_offset = batch * features
         self.start_parms = self.public.parms_id_at(depth)
 
@@ -134,16 +165,17 @@ class Shard:
             else:
                 self._add_products_one_by_one(cts, block, weight_scale, sums, used, moduli)
         if sums is None:  # a shard without features (more shards than features)
-            return [Piece(np.zeros(0, dtype=np.int64), np.zeros((0, 0, 0, 0), dtype=np.uint64), None, 0.0) for _ in step.output_ranges]
+            return [Piece(np.zeros(0, dtype=np.int64), np.zeros((0, 0, 0, 0), dtype=np.uint64), None, 0.0) for _ in step.owners]
         pieces = []
-        for r in step.output_ranges:
-            rows = np.flatnonzero(used[r.start : r.stop])
-            pieces.append(Piece(rows, sums[r.start + rows] if len(rows) < len(r) else sums[r.start : r.stop], parms_id, product_scale))
+        for owned in step.owners:
+            rows = np.flatnonzero(used[owned])
+            whole = len(rows) == len(owned) and len(owned) and owned[-1] - owned[0] == len(owned) - 1
+            pieces.append(Piece(rows, sums[owned[0] : owned[-1] + 1] if whole else sums[owned[rows]], parms_id, product_scale))
         return pieces
 
     def finish(self, step: StageStep, *pieces: Piece) -> None:
         """Add the pieces of this shard's output range and make its output ciphertexts."""
-        outputs = step.output_ranges[self.index]
+        outputs = step.owners[self.index]
         first = next(p for p in pieces if p.parms_id is not None)  # some shard holds features
         moduli = np.array(self.public.primes(first.parms_id), dtype=np.int64)
         reaching = [p for p in pieces if len(p.rows)]
@@ -205,8 +237,8 @@ class Shard:
     def _blocks(self) -> Iterator[tuple[list[int], list[seal.Ciphertext]]]:
         """This shard's features with their ciphertexts, ``block_inputs`` at a time: loaded from
         their frames for the first stage, as they are afterwards."""
-        if self.pending_inputs:
-            features, self.pending_inputs = list(self.pending_inputs), range(0)
+        if len(self.pending_inputs):
+            features, self.pending_inputs = self.pending_inputs.tolist(), np.zeros(0, dtype=np.int64)
             for start in range(0, len(features), self.block_inputs):
                 block = features[start : start + self.block_inputs]
                 yield block, [self._load(self.frame_offset + j) for j in block]
@@ -269,8 +301,11 @@ class LocalShards:
         self.shard.hold(dict(enumerate(input_frames)))
         self.count = 1
 
-    def start(self, batch: int, features: int, depth: int) -> None:
-        self.shard.start(batch, features, depth)
+    def holdings(self, features: int) -> list[np.ndarray]:
+        return [np.arange(features)]
+
+    def start(self, batch: int, features: int, holdings: list[np.ndarray], depth: int) -> None:
+        self.shard.start(batch, features, holdings[0], depth)
 
     def linear(self, step: StageStep) -> None:
         self.shard.finish(step, *self.shard.partial(step))
@@ -292,19 +327,43 @@ def evaluate(shards, circuit: list[Stage], batch: int, features: int, scale: flo
     ciphertexts per batch) -> one ciphertext per output, on the lowest level."""
     if complex_inputs and not isinstance(circuit[0], Linear):
         raise ValueError("complex packing needs a circuit that starts with a linear stage")
-    shards.start(batch, features, circuit_depth(circuit))
+    holdings = shards.holdings(features)
+    shards.start(batch, features, holdings, circuit_depth(circuit))
     pending, width = 0, features
     for stage in circuit:
         if isinstance(stage, (Linear, SumPool)):
-            outputs = len(stage.windows) if isinstance(stage, SumPool) else stage.weight.shape[0]
-            step = StageStep(stage, pending, scale, complex_inputs, width, split(outputs, shards.count))
+            step = StageStep(stage, pending, scale, complex_inputs, width, [])
+            step.owners = holdings = owners(step.pattern(), holdings)
             shards.linear(step)
             pending = 0 if isinstance(stage, Linear) else pending
-            complex_inputs, width = False, outputs
+            complex_inputs, width = False, sum(len(owned) for owned in holdings)
         else:
             shards.square(stage.shift, pending)
             pending = 1
     return shards.results(pending)
+
+
+def memory_needed(widths: list[tuple[str, int]], depth: int, degree: int, features: int, block_inputs: int) -> tuple[int, int]:
+    """``(bytes, stage)``: the most memory one batch's evaluation holds at once with one shard,
+    and the stage where it does (``widths`` from :func:`.circuit.stage_widths`): a linear stage
+    holds its inputs (the first, only a block of them), its partial sums and its outputs."""
+    primes, size, pending, width = depth + 1, 2, 0, features
+    peak, where = 0, 0
+    for index, (kind, outputs) in enumerate(widths):
+        words_in = size * primes * degree
+        if kind == "Square":
+            primes -= pending
+            size, pending = 3, 1
+            held = width * size * primes * degree
+        else:
+            inputs = min(width, block_inputs) * 2 if index == 0 else width + min(width, block_inputs)  # held, and the block buffer
+            if kind == "Linear":
+                primes, size, pending = primes - pending - 1, 2, 0
+            held = inputs * words_in + outputs * (words_in + size * primes * degree)
+            width = outputs
+        if held > peak:
+            peak, where = held, index
+    return 8 * peak, where
 
 
 def serialized(cts: dict[int, seal.Ciphertext]) -> dict[int, bytes]:

@@ -23,9 +23,9 @@ from testbed.registry import SCHEMES, Params
 from testbed.logit_map import LogitMap
 from testbed.schemes.base import SecureInferenceScheme, plaintext_logits
 from testbed.schemes.ckks.accounting import answer_bytes, answer_header, batches, setup_bytes, setup_header
-from testbed.schemes.ckks.circuit import circuit_depth, fuse_logit_map, lower_model, model_depth
+from testbed.schemes.ckks.circuit import circuit_depth, fuse_logit_map, lower_model, model_depth, stage_widths
 from testbed.schemes.ckks.crypto import PublicContext, decrypt_logits, encrypt_dataset, make_keys, protect, public_frames
-from testbed.schemes.ckks.evaluation import LocalShards, evaluate
+from testbed.schemes.ckks.evaluation import LocalShards, evaluate, memory_needed
 from testbed.schemes.ckks.workers import RayShards
 from testbed.schemes.ckks.plan import check_depth, plan_for_depth
 from testbed.schemes.ckks.time_model import Calibration, answer_operations, decode_operations, setup_operations
@@ -53,6 +53,7 @@ class CkksScheme(SecureInferenceScheme):
         rerandomize: bool = Field(True, description="add a fresh encryption of zero to every reply ciphertext")
         flood_std: float = Field(0.1, ge=0.0, description="std of Gaussian noise flooded onto every returned logit (0: off); 0.1 chosen in docs/privacy.md")
         complex_packing: bool = Field(False, description="two features per slot (real and imaginary part): half the setup bytes, one conjugation key")
+        max_memory_gb: float = Field(12.0, gt=0, description="real mode: the most memory one batch's evaluation may hold in one process (the responder, or each worker); a model that needs more is refused before the run, naming the minimum")
         workers: int = Field(1, ge=1, le=256, description="Ray workers a responder spreads each batch's evaluation over (real mode), one shard of features each; at most the cluster's CPUs")
         calibration: str | None = Field(None, description="costs measured by 'python bench/ckks.py --calibrate' on this machine for this plan: each phase's seconds are then also predicted (predicted_seconds), in either mode")
 
@@ -89,6 +90,17 @@ class CkksScheme(SecureInferenceScheme):
         if problem:
             raise ValueError(f"scheme '{cls.kind}' {problem}")
         check_depth(model_depth(model), params)
+        if params.mode == "real":
+            plan = plan_for_depth(params.depth, params.scale_bits, params.headroom_bits, params.poly_modulus_degree, params.complex_packing)
+            widths = stage_widths(model, input_shape)
+            needed, stage = memory_needed(widths, circuit_depth_of(widths), plan.poly_modulus_degree, plan.input_ciphertexts(int(np.prod(input_shape))), BLOCK_INPUTS)
+            per_process = needed / params.workers / 2**30
+            if per_process > params.max_memory_gb:
+                raise ValueError(
+                    f"needs {per_process:.1f} GB per evaluating process in real mode (stage {stage + 1}, a {widths[stage][0]} of {widths[stage][1]} outputs, "
+                    f"with {params.workers} worker(s)), more than scheme.max_memory_gb {params.max_memory_gb:g}; allowed: scheme.max_memory_gb of at least "
+                    f"{per_process:.1f}, more scheme.workers, or mode accounted"
+                )
 
     def timings(self) -> dict[str, float]:
         """Seconds in ``encrypt`` (setup), ``deserialize``, ``he_evaluate``, ``serialize`` (answer), ``decrypt``."""
@@ -169,8 +181,7 @@ class RealCkks(CkksScheme):
         if self.params.workers == 1:
             self._shards = LocalShards(self._public, inputs, BLOCK_INPUTS)
         else:
-            features = self.plan.input_ciphertexts(int(np.prod(self.input_shape)))
-            self._shards = RayShards(self._public, frames[: self._public.frames], self.plan, inputs, features, self.params.workers, BLOCK_INPUTS)
+            self._shards = RayShards(self._public, frames[: self._public.frames], self.plan, inputs, self.input_shape, self.params.workers, BLOCK_INPUTS)
 
     def answer(self, model: nn.Module, logit_map: LogitMap | None = None) -> Wire:
         n = self.sample_count
@@ -231,6 +242,10 @@ class AccountedCkks(CkksScheme):
         check_logit_bound(logits, self.params.headroom_bits)
         n, classes = self.sample_count, self.classes
         return Wire(pack(answer_header(n, classes), [array_to_bytes(logits)]), answer_bytes(self.plan, n, classes))
+
+
+def circuit_depth_of(widths: list[tuple[str, int]]) -> int:
+    return sum(kind in ("Linear", "Square") for kind, _ in widths)
 
 
 def check_logit_bound(logits: np.ndarray, headroom_bits: int) -> None:

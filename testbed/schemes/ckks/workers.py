@@ -22,7 +22,7 @@ import tenseal.sealapi as seal
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from testbed.schemes.ckks.crypto import PublicContext
-from testbed.schemes.ckks.evaluation import Piece, Shard, StageStep, deserialized, serialized, split
+from testbed.schemes.ckks.evaluation import Piece, Shard, StageStep, deserialized, input_holdings, serialized
 from testbed.schemes.ckks.plan import CkksPlan
 
 #: The object store of a Ray this module starts itself (a bench; a run starts Ray in testbed.cluster).
@@ -43,8 +43,8 @@ class ShardWorker:
         self.shard.hold(frames)
         return ray.get_runtime_context().get_node_id()
 
-    def start(self, batch: int, features: int, depth: int) -> None:
-        self.shard.start(batch, features, depth)
+    def start(self, batch: int, features: int, held: np.ndarray, depth: int) -> None:
+        self.shard.start(batch, features, held, depth)
 
     def partial(self, step: StageStep) -> tuple[Piece | None, ...]:
         """The pieces for the other workers; this worker's own stays here (None in its place)."""
@@ -75,7 +75,7 @@ def _start_ray() -> None:
 class RayShards:
     """``workers`` shards, each a Ray actor; the interface of :class:`~.evaluation.LocalShards`."""
 
-    def __init__(self, public: PublicContext, public_frames: Sequence[bytes | memoryview], plan: CkksPlan, input_frames: Sequence[bytes | memoryview], features: int, workers: int, block_inputs: int):
+    def __init__(self, public: PublicContext, public_frames: Sequence[bytes | memoryview], plan: CkksPlan, input_frames: Sequence[bytes | memoryview], input_shape: tuple[int, ...], workers: int, block_inputs: int):
         _start_ray()
         self.public, self.count = public, workers
         remote = ray.remote(num_cpus=0, max_restarts=0)(ShardWorker)
@@ -85,15 +85,20 @@ class RayShards:
             remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[index % len(nodes)], soft=False)).remote(context, plan, index, workers, block_inputs)
             for index in range(workers)
         ]  # round robin over the nodes with CPUs: SPREAD does not spread actors that ask for none
+        features = plan.input_ciphertexts(int(np.prod(input_shape)))
+        self._holdings = input_holdings(input_shape, features, workers, plan.complex_packing)
         batches = len(input_frames) // features
         holds = []
-        for index, (actor, mine) in enumerate(zip(self.actors, split(features, workers))):
+        for actor, mine in zip(self.actors, self._holdings):
             frames = {b * features + j: bytes(input_frames[b * features + j]) for b in range(batches) for j in mine}
             holds.append(actor.hold.remote(frames))
         self.nodes = self._wait(holds, "receiving the setup")
 
-    def start(self, batch: int, features: int, depth: int) -> None:
-        self._wait([actor.start.remote(batch, features, depth) for actor in self.actors], "starting a batch")
+    def holdings(self, features: int) -> list[np.ndarray]:
+        return self._holdings
+
+    def start(self, batch: int, features: int, holdings: list[np.ndarray], depth: int) -> None:
+        self._wait([actor.start.remote(batch, features, held, depth) for actor, held in zip(self.actors, holdings)], "starting a batch")
 
     def linear(self, step: StageStep) -> None:
         shared = ray.put(step)
