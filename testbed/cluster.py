@@ -1,4 +1,5 @@
-"""Placing parties on processes: the only module that knows about Ray.
+"""Placing parties on processes: the only module that places parties with Ray (a CKKS responder
+spreads its own evaluation over Ray workers in :mod:`testbed.schemes.ckks.workers`).
 
 Each party lives in a Ray actor with one torch thread. The driver calls Party's methods on a
 :class:`RemoteParty` and gets Ray object references back; messages travel between actors through Ray's object
