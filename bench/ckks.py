@@ -45,7 +45,7 @@ from testbed.schemes.ckks.circuit import circuit_depth, lower_model, stage_width
 from testbed.schemes.ckks.evaluation import memory_needed  # noqa: E402
 from testbed.schemes.ckks.scheme import BLOCK_INPUTS  # noqa: E402
 from testbed.schemes.ckks.plan import plan_for_depth  # noqa: E402
-from testbed.schemes.ckks.time_model import Calibration, CalibrationError, answer_operations, calibration_file  # noqa: E402
+from testbed.schemes.ckks.time_model import Calibration, CalibrationError, answer_operations, calibration_file, decode_operations, setup_operations  # noqa: E402
 
 CLASSES = 10
 CIFAR_ZIP = ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip"
@@ -53,11 +53,15 @@ CIFAR_MODEL = {"kind": "he_cnn", "channels": 8, "kernel": 4, "stride": 4, "paddi
 PARTY_SAMPLES = 25_000
 #: name -> (model, key depth, complex packing). ``convnet_narrow`` is the three-block CIFAR-10
 #: model of docs/results.md at an eighth of its width: the same depth (7), ring (16384) and
-#: packing, so the same parameters and bytes per ciphertext, at a real-mode cost that fits a run.
+#: packing, so the same parameters and bytes per ciphertext, at a real-mode cost that fits a run;
+#: ``convnet_narrow_real`` the same without complex packing (its first layer then goes through the
+#: bulk path), ``convnet_one_block`` one block of four channels (depth 3).
 CIFAR_CASES = {
     "he_cnn": (CIFAR_MODEL, 5, False),
     "shallow": ({**CIFAR_MODEL, "hidden": 0}, 3, False),
     "convnet_narrow": ({"kind": "he_convnet", "channels": [2, 4, 8]}, 7, True),
+    "convnet_narrow_real": ({"kind": "he_convnet", "channels": [2, 4, 8]}, 7, False),
+    "convnet_one_block": ({"kind": "he_convnet", "channels": [4]}, 3, False),
 }
 
 
@@ -251,6 +255,33 @@ def cifar_case(name: str, model: nn.Module, description: object, depth: int, dat
     }
 
 
+def full_scale_prediction(calibration: Path) -> dict:
+    """The time model on the paper-scale setting of scenarios/cifar10_clean.yaml: the full-width
+    three-block convnet, 25,000 images per party, per direction and epoch (one worker, so per
+    core), with and without complex packing. Nothing is evaluated: the circuit's pattern is counted."""
+    torch.manual_seed(0)
+    model = MODELS.create(MODELS.parse_spec({"kind": "he_convnet", "channels": [16, 32, 64]})).build((3, 32, 32), CLASSES).eval()
+    log("full scale: lowering the full-width convnet to count its operations")
+    circuit = lower_model(model, (3, 32, 32))
+    figures = {"model": "he_convnet 16-32-64, depth 7, ring 16384", "samples_per_party": PARTY_SAMPLES}
+    for complex_packing in (True, False):
+        plan = plan_for_depth(7, 26, 10, complex_packing=complex_packing)
+        costs = Calibration.load(calibration, plan)
+        features, batches = plan.input_ciphertexts(3 * 32 * 32), -(-PARTY_SAMPLES // plan.slots)
+        answer = costs.seconds(answer_operations(circuit, plan, features, BLOCK_INPUTS, complex_packing, True, True, CLASSES))
+        setup = costs.seconds(setup_operations(plan, batches * features))
+        decode = costs.seconds(decode_operations(batches * CLASSES))
+        per_epoch = batches * sum(answer.values()) + sum(decode.values())
+        figures["complex_packing" if complex_packing else "real_packing"] = {
+            "batches_per_direction": batches,
+            "answer_seconds_per_batch": answer,
+            "setup_seconds_per_direction": sum(setup.values()),
+            "epoch_seconds_per_party_one_core": per_epoch,  # each party answers its peer and decodes its peer's answer
+            "epoch_hours_per_party_one_core": per_epoch / 3600,
+        }
+    return figures
+
+
 def calibrate_command(out: Path, depths: list[int]) -> int:
     plans = []
     for depth in depths:
@@ -311,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             "argmax_agreement": digits["argmax_agreement"],
             "accounted_over_real_bytes": (bytes_["setup_accounted"] + bytes_["answer_accounted"]) / (bytes_["setup_real"] + bytes_["answer_real"]),
             **{key: digits[key] for key in ("workers_speedup", "predicted_over_measured") if key in digits},
+            **({"full_scale_prediction": full_scale_prediction(args.calibration)} if args.calibration is not None and not args.quick else {}),
             "quick": args.quick,
             "cases": cases,
         }, indent=2) + "\n")
