@@ -22,6 +22,7 @@ spread over N Ray workers and ``workers_speedup``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -130,11 +131,13 @@ def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, compl
     decrypt_predicted = querier.predicted_timings()
     log(f"{name}: answer {len(answer.data) / 1e6:.2f} MB in {answer_s:.1f} s ({len(samples) / answer_s:.0f} samples/s; first epoch {first_s:.1f} s)")
     workers = SETTINGS["workers"]
+    del responder  # its scratch memory (GBs for a convnet) before the workers allocate theirs
+    gc.collect()
     if workers > 1:
         spread = scheme("real", depth, 3, complex_packing, workers)
         spread.load(setup)
         _, _, _, _, spread_s = answer_twice(spread, model)
-        spread._shards.close()
+        spread.close()
         log(f"{name}: with {workers} workers {spread_s:.1f} s ({answer_s / spread_s:.2f}x)")
 
     accounted_querier, accounted_responder = scheme("accounted", depth, 1, complex_packing), scheme("accounted", depth, 2, complex_packing)

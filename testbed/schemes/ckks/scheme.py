@@ -207,6 +207,11 @@ class RealCkks(CkksScheme):
                 frames += [seal_bytes(ct) for ct in logits]
         return Wire(pack(answer_header(n, self.classes), frames))
 
+    def close(self) -> None:
+        """Stop the responder's evaluation workers, if any (a run's end stops them with Ray)."""
+        if isinstance(getattr(self, "_shards", None), RayShards):
+            self._shards.close()
+
     def _protect(self, ct: seal.Ciphertext, rows: int) -> None:
         flood = self._rng.normal(0.0, self.params.flood_std, rows) if self.params.flood_std else None
         protect(self._public, ct, self.params.rerandomize, flood)
