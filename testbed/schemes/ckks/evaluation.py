@@ -140,18 +140,20 @@ class Shard:
 
     # linear stages -----------------------------------------------------------------------------
     def partial(self, step: StageStep) -> list[Piece]:
-        """This shard's features combined into every output, one piece per output range."""
-        weight = step.weight()
-        width = len(weight)
+        """This shard's features combined into every output they reach, one piece per owner."""
+        held = self.pending_inputs if len(self.pending_inputs) else np.array(sorted(self.current), dtype=np.int64)
+        pattern = step.pattern()
+        reached = np.flatnonzero(pattern[:, held].any(axis=1))  # partial sums only for these: memory per shard
+        weight = step.weight()[reached]
         sums: np.ndarray | None = None
-        used = np.zeros(width, dtype=bool)
+        used = np.zeros(len(reached), dtype=bool)
         parms_id, product_scale = None, 1.0
         for features, cts in self._blocks():
             if sums is None:
                 parms_id = cts[0].parms_id()
                 weight_scale = self._weight_scale(step, cts[0])
                 product_scale = cts[0].scale * weight_scale
-                sums = self._buffer("sums", (width, *coefficients(cts[0]).shape))
+                sums = self._buffer("sums", (len(reached), *coefficients(cts[0]).shape))
                 sums.fill(0)
                 moduli = np.array(self.public.primes(parms_id), dtype=np.int64)
             block = weight[:, features]
@@ -166,11 +168,15 @@ class Shard:
                 self._add_products_one_by_one(cts, block, weight_scale, sums, used, moduli)
         if sums is None:  # a shard without features (more shards than features)
             return [Piece(np.zeros(0, dtype=np.int64), np.zeros((0, 0, 0, 0), dtype=np.uint64), None, 0.0) for _ in step.owners]
+        local = np.full(len(pattern), -1)
+        local[reached[used]] = np.flatnonzero(used)
         pieces = []
         for owned in step.owners:
-            rows = np.flatnonzero(used[owned])
-            whole = len(rows) == len(owned) and len(owned) and owned[-1] - owned[0] == len(owned) - 1
-            pieces.append(Piece(rows, sums[owned[0] : owned[-1] + 1] if whole else sums[owned[rows]], parms_id, product_scale))
+            index = local[owned]
+            rows = np.flatnonzero(index >= 0)
+            index = index[rows]
+            whole = len(rows) == len(owned) and len(index) and index[-1] - index[0] == len(index) - 1 and np.all(np.diff(index) == 1)
+            pieces.append(Piece(rows, sums[index[0] : index[-1] + 1] if whole else sums[index], parms_id, product_scale))
         return pieces
 
     def finish(self, step: StageStep, *pieces: Piece) -> None:
