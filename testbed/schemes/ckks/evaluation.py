@@ -125,7 +125,7 @@ class Shard:
     frame_offset: int = 0
     start_parms: list[int] | None = None
     seconds: dict[str, float] = field(default_factory=lambda: {"deserialize": 0.0})
-    _buffers: dict[tuple, np.ndarray] = field(default_factory=dict)
+    _buffers: dict[str, np.ndarray] = field(default_factory=dict)
 
     def hold(self, frames: dict[int, bytes | memoryview]) -> None:
         """Keep the serialized input ciphertexts of this shard's features (all batches)."""
@@ -266,12 +266,15 @@ class Shard:
         return step.scale * math.prod(self.public.primes(ct.parms_id())[-step.drops :]) / ct.scale
 
     def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """A scratch array reused across blocks, stages and epochs: first touches of fresh
-        memory (page faults) cost more here than the arithmetic."""
-        buffer = self._buffers.get((name, *shape[1:]))
-        if buffer is None or len(buffer) < shape[0]:
-            buffer = self._buffers[(name, *shape[1:])] = np.empty(shape, dtype=np.uint64)
-        return buffer[: shape[0]]
+        """A scratch array of ``shape``, from one flat arena per ``name`` reused across blocks,
+        stages and epochs: first touches of fresh memory (page faults) cost more here than the
+        arithmetic, and one arena per use holds the largest stage's need, not every stage's."""
+        size = int(np.prod(shape))
+        arena = self._buffers.get(name)
+        if arena is None or len(arena) < size:
+            self._buffers.pop(name, None)
+            arena = self._buffers[name] = np.empty(size, dtype=np.uint64)
+        return arena[:size].reshape(shape)
 
     def _add_products_one_by_one(self, cts: list[seal.Ciphertext], weight: np.ndarray, weight_scale: float, sums: np.ndarray, used: np.ndarray, moduli: np.ndarray) -> None:
         """One SEAL product per weight: for per-sample weight vectors (last axis, a fused logit

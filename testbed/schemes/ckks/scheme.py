@@ -103,7 +103,7 @@ class CkksScheme(SecureInferenceScheme):
                 )
 
     def timings(self) -> dict[str, float]:
-        """Seconds in ``encrypt`` (setup), ``deserialize``, ``he_evaluate``, ``serialize`` (answer), ``decrypt``."""
+        """Seconds in ``encrypt`` (setup), ``lower``, ``deserialize``, ``he_evaluate``, ``serialize`` (answer), ``decrypt``."""
         return self.stopwatch.take()
 
     def predicted_timings(self) -> dict[str, float]:
@@ -186,7 +186,8 @@ class RealCkks(CkksScheme):
     def answer(self, model: nn.Module, logit_map: LogitMap | None = None) -> Wire:
         n = self.sample_count
         self._count_answer(model, logit_map)
-        circuit = lower_model(model, self.input_shape)
+        with self.stopwatch.timed("lower"):  # the model's weights into circuit stages: plaintext work, seconds for a convnet
+            circuit = lower_model(model, self.input_shape)
         check_depth(circuit_depth(circuit), self.params)
         slots, features = self.plan.slots, self.plan.input_ciphertexts(int(np.prod(self.input_shape)))
         frames = []
