@@ -92,6 +92,24 @@ def scheme(mode: str, depth: int, seed: int, complex_packing: bool = False):
     return SCHEMES.create(SCHEMES.parse_spec({"kind": "ckks", "mode": mode, "depth": depth, "complex_packing": complex_packing, "flood_std": 0.0}), CLASSES, seed)
 
 
+#: Set by ``--tenseal``: also evaluate each case through TenSEAL's high-level CKKSTensor (bench/tenseal_reference.py).
+TENSEAL = False
+
+
+def tenseal_fields(name: str, model: nn.Module, samples: np.ndarray, plan, reference: np.ndarray, answer_s: float) -> dict:
+    """TenSEAL's CKKSTensor on the same model, samples and parameters: seconds over the project's answer seconds, and error."""
+    if not TENSEAL or plan.complex_packing:
+        return {}
+    from tenseal_reference import tenseal_answer
+
+    log(f"{name}: the TenSEAL CKKSTensor reference")
+    logits, seconds = tenseal_answer(model, samples, plan)
+    error = np.abs(logits - reference)
+    log(f"{name}: TenSEAL {seconds:.1f} s ({seconds / answer_s:.1f}x), max abs error {error.max():.2e}")
+    return {"tenseal_seconds": seconds, "tenseal_ratio": seconds / answer_s, "tenseal_max_abs_error": float(error.max()),
+            "tenseal_argmax_agreement": float((logits.argmax(1) == reference.argmax(1)).mean())}
+
+
 def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, complex_packing: bool = False) -> dict:
     """One real exchange and one accounted exchange on the same samples and model."""
     input_shape = samples.shape[1:]
@@ -150,6 +168,7 @@ def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, compl
         },
         "accounted_over_real_setup": accounted_setup.charged_bytes / len(setup.data),
         "accounted_over_real_answer": accounted_answer.charged_bytes / len(answer.data),
+        **tenseal_fields(name, model, samples, plan, reference, answer_s),
     }
 
 
@@ -223,7 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="digits case only (about a minute)")
     parser.add_argument("--cifar", nargs="+", choices=sorted(CIFAR_CASES), help="CIFAR-10 cases to run (default: all; not with --quick)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.add_argument("--tenseal", action="store_true", help="also time TenSEAL's CKKSTensor on each case (bench/tenseal_reference.py)")
     args = parser.parse_args(argv)
+    global TENSEAL
+    TENSEAL = args.tenseal
 
     def body() -> int:
         if args.quick and args.cifar:
@@ -247,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             "argmax_agreement": digits["argmax_agreement"],
             "accounted_over_real_bytes": (bytes_["setup_accounted"] + bytes_["answer_accounted"]) / (bytes_["setup_real"] + bytes_["answer_real"]),
             "quick": args.quick,
+            **{k: v for k, v in digits.items() if k.startswith("tenseal_")},
             "cases": cases,
         }, indent=2) + "\n")
         log(f"wrote {out}")
