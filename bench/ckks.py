@@ -83,7 +83,7 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, batch: in
 
 
 #: Set by main: the calibration file every real scheme predicts its phases with, and the workers compared.
-SETTINGS: dict = {"calibration": None, "workers": 2}
+SETTINGS: dict = {"calibration": None, "workers": 2, "tenseal": False}
 
 
 def scheme(mode: str, depth: int, seed: int, complex_packing: bool = False, workers: int = 1):
@@ -102,6 +102,22 @@ def answer_twice(responder, model: nn.Module) -> tuple[object, dict[str, float],
         answer = responder.answer(model)
         runs.append((time.perf_counter() - start, responder.timings()))
     return answer, runs[0][1], runs[1][1], runs[0][0], runs[1][0]
+
+
+def tenseal_fields(name: str, model: nn.Module, samples: np.ndarray, plan, reference: np.ndarray, answer_s: float) -> dict:
+    """TenSEAL's CKKSTensor on the same model, samples and parameters: its seconds over the
+    project's for the same work (``answer_s``: loading, evaluating, serializing; lowering the
+    model is timed on neither side), and its error."""
+    if not SETTINGS["tenseal"] or plan.complex_packing:
+        return {}
+    from tenseal_reference import tenseal_answer
+
+    log(f"{name}: the TenSEAL CKKSTensor reference")
+    logits, seconds = tenseal_answer(model, samples, plan)
+    error = np.abs(logits - reference)
+    log(f"{name}: TenSEAL {seconds:.1f} s ({seconds / answer_s:.1f}x), max abs error {error.max():.2e}")
+    return {"tenseal_seconds": seconds, "tenseal_ratio": seconds / answer_s, "tenseal_max_abs_error": float(error.max()),
+            "tenseal_argmax_agreement": float((logits.argmax(1) == reference.argmax(1)).mean())}
 
 
 def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, complex_packing: bool = False) -> dict:
@@ -180,6 +196,7 @@ def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, compl
         },
         "accounted_over_real_setup": accounted_setup.charged_bytes / len(setup.data),
         "accounted_over_real_answer": accounted_answer.charged_bytes / len(answer.data),
+        **tenseal_fields(name, model, samples, plan, reference, sum(v for k, v in answer_phases.items() if k != "lower")),
     }
 
 
@@ -317,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, nargs="+", default=[3, 5, 7], help="with --calibrate: the plans' multiplicative depths (default: 3 5 7, the digits MLP, he_cnn, the convnets)")
     parser.add_argument("--calibration", type=path_argument, help="a file written by --calibrate on this machine: every case also reports the time model's prediction")
     parser.add_argument("--workers", type=int, default=2, help="also answer with this many Ray workers and report workers_speedup (1: skip; default 2)")
+    parser.add_argument("--tenseal", action="store_true", help="also time TenSEAL's CKKSTensor on each case (bench/tenseal_reference.py)")
     args = parser.parse_args(argv)
 
     def body() -> int:
@@ -329,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         out = output(args.out, "--out", "file")  # before minutes of benchmarking, not after
         if args.calibrate:
             return calibrate_command(out, args.depth)
-        SETTINGS["workers"] = args.workers
+        SETTINGS["workers"], SETTINGS["tenseal"] = args.workers, args.tenseal
         if args.calibration is not None:
             depths = {3} | (set() if args.quick else {CIFAR_CASES[name][1] for name in args.cifar or CIFAR_CASES})
             for depth in sorted(depths):
@@ -357,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             **{key: digits[key] for key in ("workers_speedup", "predicted_over_measured") if key in digits},
             **({"full_scale_prediction": full_scale_prediction(args.calibration)} if args.calibration is not None and not args.quick else {}),
             "quick": args.quick,
+            **{k: v for k, v in digits.items() if k.startswith("tenseal_")},
             "cases": cases,
         }, indent=2) + "\n")
         log(f"wrote {out}")
