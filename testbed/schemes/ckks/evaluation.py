@@ -353,26 +353,32 @@ def evaluate(shards, circuit: list[Stage], batch: int, features: int, scale: flo
 
 
 def memory_needed(widths: list[tuple[str, int]], depth: int, degree: int, features: int, block_inputs: int) -> tuple[int, int]:
-    """``(bytes, stage)``: the most memory one batch's evaluation holds at once with one shard,
-    and the stage where it does (``widths`` from :func:`.circuit.stage_widths`): a linear stage
-    holds its inputs (the first, only a block of them), its partial sums and its outputs."""
+    """``(bytes, stage)``: the memory one batch's evaluation takes in one process with one shard,
+    and the stage that adds most (``widths`` from :func:`.circuit.stage_widths`).
+
+    SEAL's memory pool keeps every block it ever handed out, reusable only for ciphertexts of the
+    same size and level, so the process keeps what each stage's outputs took at every size and
+    level they passed through (made, settled, squared); the scratch arenas keep the largest
+    block of inputs and the largest partial sums."""
     primes, size, pending, width = depth + 1, 2, 0, features
-    peak, where = 0, 0
+    pool, arena_inputs, arena_sums, largest, where = 0, 0, 0, 0, 0
     for index, (kind, outputs) in enumerate(widths):
         words_in = size * primes * degree
         if kind == "Square":
-            primes -= pending
-            size, pending = 3, 1
-            held = width * size * primes * degree
+            added = width * (size * (primes - pending) * degree if pending else 0) + width * 3 * (primes - pending) * degree
+            primes, size, pending = primes - pending, 3, 1
         else:
-            inputs = min(width, block_inputs) * 2 if index == 0 else width + min(width, block_inputs)  # held, and the block buffer
+            arena_inputs = max(arena_inputs, min(width, block_inputs) * words_in)
+            arena_sums = max(arena_sums, outputs * words_in)
+            added = outputs * words_in  # made from the sums
             if kind == "Linear":
                 primes, size, pending = primes - pending - 1, 2, 0
-            held = inputs * words_in + outputs * (words_in + size * primes * degree)
+                added += outputs * size * primes * degree  # settled
             width = outputs
-        if held > peak:
-            peak, where = held, index
-    return 8 * peak, where
+        pool += added
+        if added > largest:
+            largest, where = added, index
+    return 8 * (pool + arena_inputs + arena_sums), where
 
 
 def serialized(cts: dict[int, seal.Ciphertext]) -> dict[int, bytes]:
