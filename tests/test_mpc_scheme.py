@@ -167,12 +167,3 @@ def test_real_mode_digits_run_records_crypten_bytes_and_rounds(tmp_path):
     assert communication["rounds_per_epoch"] == cost["evaluate"]["rounds"] + cost["reveal"]["rounds"] == answers[0]["rounds"]
     assert summary["parties"]["A"]["accuracy"] > 0.2
 
-
-def test_the_validation_bench_refuses_an_existing_output_before_running(tmp_path):
-    sys.path.insert(0, str(ROOT))
-    from bench import mpc_inference
-
-    existing = tmp_path / "table.json"
-    existing.write_text("{}")
-    assert mpc_inference.main(["--out", str(existing)]) == 2
-    assert existing.read_text() == "{}"
