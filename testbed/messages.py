@@ -16,10 +16,13 @@ import numpy as np
 class Wire:
     """Serialized bytes that cross between parties. ``charged_bytes`` is the count the channel
     records: ``len(data)`` for a real payload, or the size computed from the same parameters
-    for a scheme that only accounts for them."""
+    for a scheme that only accounts for them. ``rounds`` is how many round trips the message
+    costs: one for a payload sent at once, many for an interactive protocol (the MPC scheme's
+    openings), none for a step that sends nothing."""
 
     data: bytes
     charged_bytes: int = field(default=-1)
+    rounds: int = 1
 
     def __post_init__(self) -> None:
         if self.charged_bytes < 0:
@@ -41,6 +44,10 @@ class Message:
     def nbytes(self) -> int:
         return self.wire.charged_bytes
 
+    @property
+    def rounds(self) -> int:
+        return self.wire.rounds
+
 
 @dataclass(frozen=True)
 class MessageRecord:
@@ -49,6 +56,7 @@ class MessageRecord:
     kind: Kind
     epoch: int
     bytes: int
+    rounds: int = 1
 
 
 class Channel:
@@ -58,7 +66,7 @@ class Channel:
         self.records: list[MessageRecord] = []
 
     def record(self, message: Message) -> MessageRecord:
-        entry = MessageRecord(message.sender, message.receiver, message.kind, message.epoch, message.nbytes)
+        entry = MessageRecord(message.sender, message.receiver, message.kind, message.epoch, message.nbytes, message.rounds)
         self.records.append(entry)
         return entry
 
@@ -72,6 +80,15 @@ class Channel:
             "messages_sent": len(sent),
             "messages_received": len(received),
         }
+
+    def rounds(self, epoch: int) -> int:
+        """Round trips of ``epoch``: the messages of one kind go at once (every direction in
+        parallel), so each kind waits for its longest message; kinds follow one another."""
+        longest: dict[str, int] = {}
+        for r in self.records:
+            if r.epoch == epoch:
+                longest[r.kind] = max(longest.get(r.kind, 0), r.rounds)
+        return sum(longest.values())
 
     def epoch_totals(self, epoch: int) -> tuple[int, int]:
         """(bytes, messages) over all directions in ``epoch``."""

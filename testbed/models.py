@@ -150,17 +150,20 @@ class HEConvNet(ModelFactory):
 
 @MODELS.register("he_convnet")
 class HEConvNetBlocks(ModelFactory):
-    """HE-friendly convnet of ``len(channels)`` blocks, each conv (same padding) -> [bn] -> act ->
+    """Convnet of ``len(channels)`` blocks, each conv (same padding) -> [bn] -> act ->
     avg-pool, then one dense classifier: 2 CKKS levels per block plus 1 (docs/ckks.md).
 
-    ``channels: [16, 32, 64]`` is the CIFAR-10 model of docs/results.md (depth 7).
+    ``channels: [16, 32, 64]`` is the CIFAR-10 model of docs/results.md (depth 7). With
+    ``activation: relu`` (and ``pooling: max``) it is the same size but not HE-friendly: the
+    comparison of docs/mpc.md, under the MPC scheme.
     """
 
     class Params(Params):
         channels: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [16, 32, 64], min_length=1, description="output channels of each block's convolution, one entry per block")
         kernel: int = Field(3, ge=1, description="odd: padding kernel // 2 keeps the side")
         pool: int = Field(2, ge=1, description="average-pool window after every block (1: none)")
-        activation: Literal["square", "poly2"] = Field("poly2", description="polynomial activation: square (x^2) or poly2 (the least-squares fit of ReLU on [-4, 4])")
+        activation: Literal["square", "poly2", "relu"] = Field("poly2", description="square (x^2), poly2 (the least-squares fit of ReLU on [-4, 4]) or relu (not HE-friendly; scheme mpc or plaintext)")
+        pooling: Literal["avg", "max"] = Field("avg", description="average pooling, or max pooling (not HE-friendly; scheme mpc or plaintext)")
         batch_norm: bool = Field(True, description="batch-norm after each block's convolution (folded for encrypted inference)")
 
     def build(self, input_shape: tuple[int, ...], classes: int) -> nn.Sequential:
@@ -176,7 +179,7 @@ class HEConvNetBlocks(ModelFactory):
             layers += [nn.BatchNorm2d(out)] if p.batch_norm else []
             layers.append(ACTIVATIONS[p.activation]())
             if p.pool > 1:
-                layers.append(nn.AvgPool2d(p.pool))
+                layers.append(nn.AvgPool2d(p.pool) if p.pooling == "avg" else nn.MaxPool2d(p.pool))
             sides, width = [side // p.pool for side in sides], out
         layers.append(nn.Flatten())
         layers.append(nn.Linear(_output_width(nn.Sequential(*layers), input_shape), classes))

@@ -104,6 +104,7 @@ class Party(PartyInterface):
         n = scheme.sample_count
         with self._timed_scheme(scheme, "answer"):
             logit_map = self._logit_map(peer, epoch, n)
+            logit_map = scheme.realizable(logit_map) if logit_map is not None else None
             wire = scheme.answer(self.model, logit_map)
         manipulated = logit_map.selected.copy() if logit_map is not None else np.zeros(n, dtype=bool)
         return Message(self.name, peer, "answer", epoch, wire), AnswerTruth(manipulated, self._twin_answer(peer), self.target)

@@ -13,11 +13,12 @@ from testbed.filters import confidence as confidence_filter
 from testbed.protocols import fedavg, joint, local, smule
 from testbed.schemes import plaintext
 from testbed.schemes.ckks import scheme as ckks
+from testbed.schemes.mpc import scheme as mpc
 
 BUILTIN_MODULES = (
     datasets, splits, models,
     backdoor, label_flip, manipulation, adaptive, confidence_attacks, distillation, distill_backdoor,
     agreement, confidence_filter, divergence, kl_cap, top_k, true_label, trust, own_confidence, lacking_classes, class_floor,
-    plaintext, ckks,
+    plaintext, ckks, mpc,
     smule, local, joint, fedavg,
 )

@@ -5,7 +5,7 @@ Layout of ``results/<scenario>/<run-id>/``:
 * ``scenario.yaml``  the resolved scenario (defaults filled in, overrides applied)
 * ``status.json``    ``{"state": "running" | "complete" | "failed" | "interrupted", "error": ...}``
 * ``metrics.jsonl``  one line per party per epoch (epoch 0 = setup): :class:`~testbed.result_schema.EpochRecord`
-* ``messages.jsonl`` one line per message: sender, receiver, kind, epoch, bytes
+* ``messages.jsonl`` one line per message: sender, receiver, kind, epoch, bytes, rounds
 * ``summary.json``   written last, only when the run completed: :class:`~testbed.result_schema.Summary`
   (the contract in docs/running.md)
 

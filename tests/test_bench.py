@@ -14,6 +14,7 @@ BENCH = ROOT / "bench"
 #: Each script with arguments it must refuse, and what its message names.
 REFUSED = {
     "ckks.py": (["--out", "."], "--out .: . is a directory"),
+    "mpc_inference.py": (["--out", "."], "--out .: . is a directory"),
     "cifar10.py": (["--data", "no-such-copy.zip", "--out", "out"], "--data no-such-copy.zip: no such file or directory"),
 }
 

@@ -306,22 +306,12 @@ def _describe(layer: nn.Module, x: torch.Tensor, y: torch.Tensor) -> str:
     return f"{type(layer).__name__} {tuple(x.shape[1:])}->{tuple(y.shape[1:])}"
 
 
-def training_cost(model: nn.Sequential, input_shape: tuple[int, ...], classes: int, batch_size: int) -> CostEstimate:
-    """Model one two-party training batch of ``model`` as CrypTen executes it.
-
-    Args:
-        model: an ``nn.Sequential`` of the layers in :mod:`testbed.models` (Flatten, Linear,
-            Conv2d, AvgPool2d, BatchNorm1d/2d in training mode, Square, Poly2, ReLU, MaxPool2d).
-        input_shape: one sample's shape, e.g. ``(1, 8, 8)``.
-        classes: number of classes; the loss is softmax cross-entropy on one-hot labels.
-        batch_size: samples per batch.
-
-    Returns:
-        A :class:`CostEstimate` whose ``per_layer`` lists each layer (forward and backward),
-        then the loss (softmax cross-entropy), then the SGD update (free).
+def layer_costs(model: nn.Sequential, input_shape: tuple[int, ...], classes: int, batch_size: int) -> list[LayerCost]:
+    """Each layer's forward and backward cost for one batch of ``batch_size`` (shapes only).
 
     Raises:
-        ValueError: for a layer the model does not cover, or a non-positive batch size.
+        ValueError: for a layer the model does not cover, a non-positive batch size, or an output
+            that is not ``(batch_size, classes)``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -340,6 +330,27 @@ def training_cost(model: nn.Sequential, input_shape: tuple[int, ...], classes: i
         model.train(was_training)
     if tuple(x.shape) != (batch_size, classes):
         raise ValueError(f"model output shape {tuple(x.shape)} does not match (batch, classes) = {(batch_size, classes)}")
+    return per_layer
+
+
+def training_cost(model: nn.Sequential, input_shape: tuple[int, ...], classes: int, batch_size: int) -> CostEstimate:
+    """Model one two-party training batch of ``model`` as CrypTen executes it.
+
+    Args:
+        model: an ``nn.Sequential`` of the layers in :mod:`testbed.models` (Flatten, Linear,
+            Conv2d, AvgPool2d, BatchNorm1d/2d in training mode, Square, Poly2, ReLU, MaxPool2d).
+        input_shape: one sample's shape, e.g. ``(1, 8, 8)``.
+        classes: number of classes; the loss is softmax cross-entropy on one-hot labels.
+        batch_size: samples per batch.
+
+    Returns:
+        A :class:`CostEstimate` whose ``per_layer`` lists each layer (forward and backward),
+        then the loss (softmax cross-entropy), then the SGD update (free).
+
+    Raises:
+        ValueError: for a layer the model does not cover, or a non-positive batch size.
+    """
+    per_layer = layer_costs(model, input_shape, classes, batch_size)
     n = batch_size * classes
     loss_forward = softmax(batch_size, classes) + log_unit_interval(n) + product(n, n, n)  # -sum(y log p) / b
     loss_backward = product(n, 1, n)  # (p - y) / b times the encrypted seed gradient 1

@@ -41,13 +41,13 @@ _PHASES = ("forward", "loss", "backward", "step")
 def crypten_unavailable_reason() -> str | None:
     """``None`` when CrypTen can be imported, otherwise a sentence saying why not."""
     try:
-        _import_crypten()
+        import_crypten()
     except ImportError as error:
         return str(error)
     return None
 
 
-def _import_crypten() -> types.ModuleType:
+def import_crypten() -> types.ModuleType:
     """Import CrypTen, stubbing the torch module it needs only for ONNX import. Raises ImportError."""
     if importlib.util.find_spec("crypten") is None:
         raise ImportError("CrypTen is not installed (it is the optional extra 'mpc'; see docs/mpc.md)")
@@ -113,9 +113,9 @@ def measure_crypten_training(
         raise ValueError(f"need batch_size >= 2 and batches >= 1, got {batch_size} and {batches}")
     if crypten_unavailable_reason() is not None:
         return None
-    _check_convertible(model)
-    crypten = _import_crypten()
-    records = _run_parties(_train, (model, tuple(input_shape), classes, batch_size, batches, seed), provider, timeout_s)
+    check_convertible(model)
+    crypten = import_crypten()
+    records = run_parties(_train, (model, tuple(input_shape), classes, batch_size, batches, seed), provider, timeout_s)
     online = records[1]  # party 1 never talks to the dealer: its counter is the online phase alone
     per_batch = [{"bytes": sum(b[p]["bytes"] for p in _PHASES), "rounds": sum(b[p]["rounds"] for p in _PHASES)} for b in online]
     dealer = None
@@ -160,7 +160,7 @@ _CONVERTIBLE = (
 )  # fmt: skip
 
 
-def _check_convertible(model: nn.Sequential) -> None:
+def check_convertible(model: nn.Sequential) -> None:
     for layer in model:
         if not isinstance(layer, _CONVERTIBLE):
             raise ValueError(f"no CrypTen counterpart for layer {type(layer).__name__}")
@@ -194,7 +194,7 @@ def _polynomial_layer() -> type:
     return Polynomial
 
 
-def _to_crypten(model: nn.Sequential):
+def to_crypten(model: nn.Sequential):
     """The same network as crypten.nn modules, with the same weights (plaintext until encrypted)."""
     import crypten.nn as cnn
 
@@ -239,7 +239,7 @@ def _train(rank: int, model, input_shape, classes, batch_size, batches, seed) ->
 
     crypten.cfg.communicator.verbose = True
     torch.manual_seed(seed)
-    private = _to_crypten(model).encrypt(src=0)
+    private = to_crypten(model).encrypt(src=0)
     private.train()
     loss_fn = crypten.nn.CrossEntropyLoss()
     optimizer = crypten.optim.SGD(private.parameters(), lr=0.01)
@@ -254,6 +254,7 @@ def _train(rank: int, model, input_shape, classes, batch_size, batches, seed) ->
 
         def phase(name):
             nonlocal before
+            enter_phase(f"after {name}")
             now = communicator.get_communication_stats()
             record[name] = {"bytes": now["bytes"] - before["bytes"], "rounds": now["rounds"] - before["rounds"]}
             before = now
@@ -274,54 +275,82 @@ def _train(rank: int, model, input_shape, classes, batch_size, batches, seed) ->
 
 # -- two parties (and, for TTP, a dealer) as local processes ----------------------------------
 
+_phase = None  # in a party's process: the shared buffer its current phase is written to
 
-def _launch(function, rank: int, rendezvous: str, provider: str, results, args) -> None:
+
+def enter_phase(name: str) -> None:
+    """In a party's process: record that it now runs ``name``, so that a failure names it."""
+    if _phase is not None:
+        _phase.value = name.encode()[:63]
+
+
+def _launch(function, rank: int, rendezvous: str, provider: str, results, phase, args) -> None:
     """Process body: CrypTen reads its rank and rendezvous from the environment."""
+    global _phase
+    _phase = phase
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(PARTIES), RENDEZVOUS=rendezvous, DISTRIBUTED_BACKEND="gloo")
     try:
+        enter_phase("init")
         torch.set_num_threads(1)
-        crypten = _import_crypten()
+        crypten = import_crypten()
         crypten.cfg.mpc.provider = provider
         if rank == PARTIES:  # the trusted third party serves party 0 until it hangs up
             crypten.mpc.provider.TTPServer()
             return
         crypten.init()
         value = function(rank, *args)
+        enter_phase("uninit")
         crypten.uninit()
         results.put((rank, None, value))
     except BaseException as error:  # report any failure to the parent instead of hanging it
         results.put((rank, f"{type(error).__name__}: {error}", None))
 
 
-def _run_parties(function, args: tuple, provider: str, timeout_s: float) -> list:
-    """Run ``function(rank, *args)`` in each party's process; return the values by rank."""
+def run_parties(function, args: tuple, provider: str, timeout_s: float, names: tuple[str, ...] = ()) -> list:
+    """Run ``function(rank, *args)`` in each party's process; return the values by rank.
+
+    ``function`` runs after ``crypten.init()`` and may call :func:`enter_phase`; its value must
+    be picklable without shared memory (numbers, lists, numpy arrays). ``names`` names the ranks
+    in errors (default ``party <rank>``).
+
+    Raises:
+        RuntimeError: naming the party and its phase, when a party raises, its process dies, or
+            the run exceeds ``timeout_s``. Every process started is ended before it returns.
+    """
     context = multiprocessing.get_context("fork")  # the parties inherit the model; nothing is pickled in
     results = context.Queue()
     ranks = list(range(PARTIES)) + ([PARTIES] if provider == "TTP" else [])
+    label = {r: (names[r] if r < len(names) else (f"party {r}" if r < PARTIES else "dealer")) for r in ranks}
+    phases = {r: context.Array("c", 64) for r in ranks}
     values: dict[int, object] = {}
+
+    def where(rank: int) -> str:
+        return f"CrypTen {label[rank]} (rank {rank}, phase {phases[rank].value.decode() or 'start'})"
+
     with tempfile.TemporaryDirectory() as folder:
         rendezvous = "file://" + os.path.join(folder, "rendezvous")
-        processes = [context.Process(target=_launch, args=(function, r, rendezvous, provider, results, args)) for r in ranks]
-        for process in processes:
+        processes = {r: context.Process(target=_launch, args=(function, r, rendezvous, provider, results, phases[r], args)) for r in ranks}
+        for process in processes.values():
             process.start()
         try:
             deadline = time.monotonic() + timeout_s
             while len(values) < PARTIES:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"CrypTen parties did not finish within {timeout_s:.0f} s")
+                    running = [where(r) for r, p in processes.items() if r < PARTIES and r not in values]
+                    raise RuntimeError(f"{', '.join(running)} did not finish within {timeout_s:.0f} s")
                 try:
-                    rank, error, value = results.get(timeout=1.0)
+                    rank, error, value = results.get(timeout=0.2)
                 except queue.Empty:
-                    dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+                    dead = [r for r, p in processes.items() if p.exitcode not in (None, 0)]
                     if dead:
-                        raise RuntimeError(f"a CrypTen party process died (exit code {dead[0]})") from None
+                        raise RuntimeError(f"{where(dead[0])} died (exit code {processes[dead[0]].exitcode})") from None
                     continue
                 if error is not None:
-                    raise RuntimeError(f"CrypTen party {rank} failed: {error}")
+                    raise RuntimeError(f"{where(rank)} failed: {error}")
                 values[rank] = value
         finally:
-            for process in processes:
-                process.join(timeout=10)
+            for process in processes.values():
+                process.join(timeout=10 if len(values) == PARTIES else 0.5)
                 if process.is_alive():
                     process.kill()
                     process.join()

@@ -63,6 +63,12 @@ class SecureInferenceScheme(Component, ABC):
     def decode(self, wire: Wire) -> np.ndarray:
         """Querier: recover the logits, shape ``(n_samples, classes)``, float32."""
 
+    def realizable(self, logit_map: LogitMap) -> LogitMap:
+        """What of ``logit_map`` a responder can carry out under this scheme; the responder's
+        answer applies this, and the simulator's ground truth records its rows. Any per-sample
+        affine map by default (plaintext, and CKKS with one weight per slot)."""
+        return logit_map
+
     def timings(self) -> dict[str, float]:
         """Seconds spent per phase since the last call (e.g. encrypt, evaluate, decrypt)."""
         return {}

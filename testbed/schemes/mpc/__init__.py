@@ -1,0 +1,1 @@
+"""Two-party secret-sharing secure inference with CrypTen (``scheme: {kind: mpc}``; docs/mpc.md)."""
