@@ -15,6 +15,7 @@ BENCH = ROOT / "bench"
 REFUSED = {
     "ckks.py": (["--out", "."], "--out .: . is a directory"),
     "mpc_inference.py": (["--out", "."], "--out .: . is a directory"),
+    "routing.py": (["--out", "."], "--out .: . is a directory"),
     "cifar10.py": (["--data", "no-such-copy.zip", "--out", "out"], "--data no-such-copy.zip: no such file or directory"),
 }
 

@@ -13,7 +13,6 @@ is retried, so no answer is ever made of a partial evaluation.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,7 +34,6 @@ class WorkerFailure(RuntimeError):
 
 class ShardWorker:
     def __init__(self, public_frames: list[bytes], plan: CkksPlan, index: int, shards: int, block_inputs: int):
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
         self.shard = Shard(PublicContext.load([memoryview(f) for f in public_frames], plan), index, shards, block_inputs)
 
     def hold(self, frames: dict[int, bytes]) -> str:
