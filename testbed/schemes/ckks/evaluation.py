@@ -117,7 +117,6 @@ class Shard:
 
     public: PublicContext
     index: int
-    shards: int
     block_inputs: int
     frames: dict[int, bytes | memoryview] = field(default_factory=dict)  # input frame index -> frame, this shard's features
     current: dict[int, seal.Ciphertext] = field(default_factory=dict)  # feature -> ciphertext, after the first stage
@@ -306,7 +305,7 @@ class LocalShards:
     """One shard in this process: the whole batch, nothing moves."""
 
     def __init__(self, public: PublicContext, input_frames: Sequence[bytes | memoryview], block_inputs: int):
-        self.shard = Shard(public, 0, 1, block_inputs)
+        self.shard = Shard(public, 0, block_inputs)
         self.shard.hold(dict(enumerate(input_frames)))
         self.count = 1
 

@@ -33,8 +33,8 @@ class WorkerFailure(RuntimeError):
 
 
 class ShardWorker:
-    def __init__(self, public_frames: list[bytes], plan: CkksPlan, index: int, shards: int, block_inputs: int):
-        self.shard = Shard(PublicContext.load([memoryview(f) for f in public_frames], plan), index, shards, block_inputs)
+    def __init__(self, public_frames: list[bytes], plan: CkksPlan, index: int, block_inputs: int):
+        self.shard = Shard(PublicContext.load([memoryview(f) for f in public_frames], plan), index, block_inputs)
 
     def hold(self, frames: dict[int, bytes]) -> str:
         """Keep this worker's input frames; returns the id of the node it runs on."""
@@ -80,7 +80,7 @@ class RayShards:
         context = [bytes(frame) for frame in public_frames]
         nodes = sorted(node["NodeID"] for node in ray.nodes() if node["Alive"] and node.get("Resources", {}).get("CPU", 0) > 0)
         self.actors = [
-            remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[index % len(nodes)], soft=False)).remote(context, plan, index, workers, block_inputs)
+            remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[index % len(nodes)], soft=False)).remote(context, plan, index, block_inputs)
             for index in range(workers)
         ]  # round robin over the nodes with CPUs: SPREAD does not spread actors that ask for none
         features = plan.input_ciphertexts(int(np.prod(input_shape)))
