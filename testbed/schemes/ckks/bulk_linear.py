@@ -46,6 +46,11 @@ class IntegerWeights:
         return np.flatnonzero(np.diff(self.indptr) == 0)
 
 
+def limbs_for(bits: int) -> int:
+    """Limbs of :data:`LIMB_BITS` a coefficient below a prime of ``bits`` bits is split into."""
+    return -(-bits // LIMB_BITS)
+
+
 def add_combination(inputs: np.ndarray, weights: IntegerWeights, moduli: np.ndarray, out: np.ndarray) -> None:
     """``out[o] += sum_j values[o, j] * inputs[j]`` modulo each prime, in place.
 
@@ -55,7 +60,7 @@ def add_combination(inputs: np.ndarray, weights: IntegerWeights, moduli: np.ndar
     count, size, primes, degree = inputs.shape
     if degree % CHUNK:
         raise ValueError(f"poly_modulus_degree {degree} is not a multiple of {CHUNK}")
-    limbs = -(-int(moduli.max()).bit_length() // LIMB_BITS)
+    limbs = limbs_for(int(moduli.max()).bit_length())
     largest = int(np.abs(weights.values).max(initial=1))
     block = max(1, _HEADROOM // (largest << LIMB_BITS))  # terms summed before a fold
     block_moduli = np.tile(np.repeat(moduli.astype(np.int64), degree // CHUNK), size)  # the prime of each block

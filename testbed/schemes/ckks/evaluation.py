@@ -37,7 +37,7 @@ from testbed.schemes.ckks.bulk_linear import IntegerWeights, add_combination, ad
 from testbed.schemes.ckks.circuit import Linear, Stage, SumPool, circuit_depth
 from testbed.schemes.ckks.coefficients import ciphertext_from, coefficients
 from testbed.schemes.ckks.crypto import PublicContext, encoded, mod_switched, paired, settled
-from testbed.schemes.ckks.wire import seal_bytes, seal_load
+from testbed.schemes.ckks.wire import seal_load
 
 
 def input_holdings(input_shape: tuple[int, ...], features: int, shards: int, complex_packing: bool) -> list[np.ndarray]:
@@ -125,6 +125,11 @@ class Shard:
     start_parms: list[int] | None = None
     seconds: dict[str, float] = field(default_factory=lambda: {"deserialize": 0.0})
     _buffers: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def take_seconds(self) -> dict[str, float]:
+        """Seconds per phase (loading inputs) since the last call."""
+        seconds, self.seconds = self.seconds, {"deserialize": 0.0}
+        return seconds
 
     def hold(self, frames: dict[int, bytes | memoryview]) -> None:
         """Keep the serialized input ciphertexts of this shard's features (all batches)."""
@@ -326,8 +331,10 @@ class LocalShards:
         return [found[o] for o in sorted(found)]
 
     def take_seconds(self) -> dict[str, float]:
-        seconds, self.shard.seconds = self.shard.seconds, {"deserialize": 0.0}
-        return seconds
+        return self.shard.take_seconds()
+
+    def close(self) -> None:
+        """Nothing to stop: the shard lives in this process."""
 
 
 def evaluate(shards, circuit: list[Stage], batch: int, features: int, scale: float, complex_inputs: bool) -> list[seal.Ciphertext]:
@@ -341,10 +348,11 @@ def evaluate(shards, circuit: list[Stage], batch: int, features: int, scale: flo
     for stage in circuit:
         if isinstance(stage, (Linear, SumPool)):
             step = StageStep(stage, pending, scale, complex_inputs, width, [])
-            step.owners = holdings = owners(step.pattern(), holdings)
+            pattern = step.pattern()
+            step.owners = holdings = owners(pattern, holdings)
             shards.linear(step)
             pending = 0 if isinstance(stage, Linear) else pending
-            complex_inputs, width = False, sum(len(owned) for owned in holdings)
+            complex_inputs, width = False, len(pattern)
         else:
             shards.square(stage.shift, pending)
             pending = 1
@@ -378,11 +386,3 @@ def memory_needed(widths: list[tuple[str, int]], depth: int, degree: int, featur
         if added > largest:
             largest, where = added, index
     return 8 * (pool + arena_inputs + arena_sums), where
-
-
-def serialized(cts: dict[int, seal.Ciphertext]) -> dict[int, bytes]:
-    return {o: seal_bytes(ct) for o, ct in cts.items()}
-
-
-def deserialized(found: dict[int, bytes], context: seal.SEALContext) -> dict[int, seal.Ciphertext]:
-    return {o: seal_load(seal.Ciphertext(), data, context) for o, data in found.items()}

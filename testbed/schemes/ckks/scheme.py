@@ -27,7 +27,7 @@ from testbed.schemes.ckks.circuit import circuit_depth, fuse_logit_map, lower_mo
 from testbed.schemes.ckks.crypto import PublicContext, decrypt_logits, encrypt_dataset, make_keys, protect, public_frames
 from testbed.schemes.ckks.evaluation import LocalShards, evaluate, memory_needed
 from testbed.schemes.ckks.workers import RayShards
-from testbed.schemes.ckks.plan import check_depth, plan_for_depth
+from testbed.schemes.ckks.plan import CkksPlan, check_depth, plan_for_depth
 from testbed.schemes.ckks.time_model import Calibration, answer_operations, decode_operations, setup_operations
 from testbed.schemes.ckks.wire import pack, seal_bytes, unpack
 from testbed.schemes.plaintext import array_from_bytes, array_to_bytes
@@ -67,8 +67,11 @@ class CkksScheme(SecureInferenceScheme):
 
         @model_validator(mode="after")
         def _fits(self) -> "CkksScheme.Params":
-            plan_for_depth(self.depth, self.scale_bits, self.headroom_bits, self.poly_modulus_degree)
+            self.plan()
             return self
+
+        def plan(self) -> CkksPlan:
+            return plan_for_depth(self.depth, self.scale_bits, self.headroom_bits, self.poly_modulus_degree, self.complex_packing)
 
     def __new__(cls, params: Params, classes: int, seed: int) -> "CkksScheme":
         if cls is CkksScheme:  # the registry creates the base: pick the mode's class
@@ -78,7 +81,7 @@ class CkksScheme(SecureInferenceScheme):
     def __init__(self, params: Params, classes: int, seed: int):
         super().__init__(params, classes, seed)
         p = self.params
-        self.plan = plan_for_depth(p.depth, p.scale_bits, p.headroom_bits, p.poly_modulus_degree, p.complex_packing)
+        self.plan = p.plan()
         self.stopwatch = Stopwatch()
         self.calibration = Calibration.load(Path(p.calibration), self.plan) if p.calibration else None
         self._predicted: Counter = Counter()
@@ -89,11 +92,12 @@ class CkksScheme(SecureInferenceScheme):
         problem = he_friendly_problem(model)
         if problem:
             raise ValueError(f"scheme '{cls.kind}' {problem}")
-        check_depth(model_depth(model), params)
+        depth = model_depth(model)
+        check_depth(depth, params)
         if params.mode == "real":
-            plan = plan_for_depth(params.depth, params.scale_bits, params.headroom_bits, params.poly_modulus_degree, params.complex_packing)
+            plan = params.plan()
             widths = stage_widths(model, input_shape)
-            needed, stage = memory_needed(widths, circuit_depth_of(widths), plan.poly_modulus_degree, plan.input_ciphertexts(int(np.prod(input_shape))), BLOCK_INPUTS)
+            needed, stage = memory_needed(widths, depth, plan.poly_modulus_degree, plan.input_ciphertexts(int(np.prod(input_shape))), BLOCK_INPUTS)
             per_process = needed / params.workers / 2**30
             if per_process > params.max_memory_gb:
                 raise ValueError(
@@ -118,12 +122,13 @@ class CkksScheme(SecureInferenceScheme):
             inputs = batches(self.plan, len(samples)) * self.plan.input_ciphertexts(int(np.prod(samples.shape[1:])))
             self._predicted += setup_operations(self.plan, inputs)
 
-    def _count_answer(self, model: nn.Module, logit_map: LogitMap | None) -> None:
+    def _count_answer(self, model: nn.Module, logit_map: LogitMap | None, circuit: list | None = None) -> None:
+        """Count one answer's operations, from ``circuit`` where the caller has lowered ``model`` already."""
         if self.calibration is None:
             return
         fused = logit_map is not None
         if fused not in self._answer_operations:  # lowering a convnet takes seconds: the pattern of its weights does not change
-            circuit = lower_model(model, self.input_shape)
+            circuit = circuit or lower_model(model, self.input_shape)
             if fused:
                 rows = np.arange(min(self.plan.slots, self.sample_count))
                 circuit = circuit[:-1] + [fuse_logit_map(circuit[-1], logit_map.selected[rows], logit_map.matrix, logit_map.offset[rows])]
@@ -185,9 +190,9 @@ class RealCkks(CkksScheme):
 
     def answer(self, model: nn.Module, logit_map: LogitMap | None = None) -> Wire:
         n = self.sample_count
-        self._count_answer(model, logit_map)
         with self.stopwatch.timed("lower"):  # the model's weights into circuit stages: plaintext work, seconds for a convnet
             circuit = lower_model(model, self.input_shape)
+        self._count_answer(model, logit_map, circuit)
         check_depth(circuit_depth(circuit), self.params)
         slots, features = self.plan.slots, self.plan.input_ciphertexts(int(np.prod(self.input_shape)))
         frames = []
@@ -210,7 +215,7 @@ class RealCkks(CkksScheme):
 
     def close(self) -> None:
         """Stop the responder's evaluation workers, if any (a run's end stops them with Ray)."""
-        if isinstance(getattr(self, "_shards", None), RayShards):
+        if hasattr(self, "_shards"):
             self._shards.close()
 
     def _protect(self, ct: seal.Ciphertext, rows: int) -> None:
@@ -248,10 +253,6 @@ class AccountedCkks(CkksScheme):
         check_logit_bound(logits, self.params.headroom_bits)
         n, classes = self.sample_count, self.classes
         return Wire(pack(answer_header(n, classes), [array_to_bytes(logits)]), answer_bytes(self.plan, n, classes))
-
-
-def circuit_depth_of(widths: list[tuple[str, int]]) -> int:
-    return sum(kind in ("Linear", "Square") for kind, _ in widths)
 
 
 def check_logit_bound(logits: np.ndarray, headroom_bits: int) -> None:

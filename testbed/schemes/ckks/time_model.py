@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import tenseal.sealapi as seal
 
-from testbed.schemes.ckks.bulk_linear import LIMB_BITS, IntegerWeights, add_combination
+from testbed.schemes.ckks.bulk_linear import IntegerWeights, add_combination, limbs_for
 from testbed.schemes.ckks.circuit import Linear, Stage, SumPool, circuit_depth
 from testbed.schemes.ckks.coefficients import ciphertext_from, coefficients
 from testbed.schemes.ckks.crypto import PublicContext, encoded, encrypt_dataset, make_keys, public_frames
@@ -74,7 +74,7 @@ def plan_key(plan: CkksPlan) -> dict[str, Any]:
 
 # -- counting --------------------------------------------------------------------------------
 def _limbs(plan: CkksPlan) -> int:
-    return -(-max(plan.coeff_mod_bit_sizes[:-1]) // LIMB_BITS)
+    return limbs_for(max(plan.coeff_mod_bit_sizes[:-1]))
 
 
 def answer_operations(circuit: list[Stage], plan: CkksPlan, features: int, block_inputs: int, complex_inputs: bool, rerandomize: bool, flood: bool, classes: int) -> Counter:

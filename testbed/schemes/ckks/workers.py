@@ -21,8 +21,9 @@ import tenseal.sealapi as seal
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from testbed.schemes.ckks.crypto import PublicContext
-from testbed.schemes.ckks.evaluation import Piece, Shard, StageStep, deserialized, input_holdings, serialized
+from testbed.schemes.ckks.evaluation import Piece, Shard, StageStep, input_holdings
 from testbed.schemes.ckks.plan import CkksPlan
+from testbed.schemes.ckks.wire import seal_bytes, seal_load
 
 #: The object store of a Ray this module starts itself (a bench; a run starts Ray in testbed.cluster).
 OBJECT_STORE_BYTES = 2 * 2**30
@@ -58,11 +59,10 @@ class ShardWorker:
         self.shard.square(shift, pending)
 
     def results(self, pending: int) -> dict[int, bytes]:
-        return serialized(self.shard.results(pending))
+        return {o: seal_bytes(ct) for o, ct in self.shard.results(pending).items()}
 
     def take_seconds(self) -> dict[str, float]:
-        seconds, self.shard.seconds = self.shard.seconds, {"deserialize": 0.0}
-        return seconds
+        return self.shard.take_seconds()
 
 
 def _start_ray() -> None:
@@ -111,8 +111,7 @@ class RayShards:
         found: dict[int, bytes] = {}
         for part in self._wait([actor.results.remote(pending) for actor in self.actors], "returning the outputs"):
             found.update(part)
-        loaded = deserialized(found, self.public.context)
-        return [loaded[o] for o in sorted(loaded)]
+        return [seal_load(seal.Ciphertext(), found[o], self.public.context) for o in sorted(found)]
 
     def take_seconds(self) -> dict[str, float]:
         """Summed over workers: CPU seconds, not wall time."""
