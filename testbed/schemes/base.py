@@ -15,6 +15,7 @@ figure computed from the same parameters for a scheme that only accounts for the
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -37,6 +38,14 @@ class SecureInferenceScheme(Component, ABC):
 
     #: Responder side: how many samples the querier sent; set by :meth:`load`.
     sample_count: int = 0
+    #: For a scheme with one subclass per ``params.mode``: the mode this subclass carries out.
+    #: Creating the registered base then gives the subclass of the scenario's mode.
+    serves_mode: ClassVar[str | None] = None
+
+    def __new__(cls, params: Params, classes: int, seed: int) -> "SecureInferenceScheme":
+        mode = getattr(params, "mode", None)
+        chosen = next((sub for sub in cls.__subclasses__() if sub.serves_mode is not None and sub.serves_mode == mode), cls)
+        return super().__new__(chosen)
 
     def __init__(self, params: Params, classes: int, seed: int):
         super().__init__(params)

@@ -73,11 +73,6 @@ class CkksScheme(SecureInferenceScheme):
         def plan(self) -> CkksPlan:
             return plan_for_depth(self.depth, self.scale_bits, self.headroom_bits, self.poly_modulus_degree, self.complex_packing)
 
-    def __new__(cls, params: Params, classes: int, seed: int) -> "CkksScheme":
-        if cls is CkksScheme:  # the registry creates the base: pick the mode's class
-            cls = RealCkks if params.mode == "real" else AccountedCkks
-        return super().__new__(cls)
-
     def __init__(self, params: Params, classes: int, seed: int):
         super().__init__(params, classes, seed)
         p = self.params
@@ -158,6 +153,8 @@ class CkksScheme(SecureInferenceScheme):
 class RealCkks(CkksScheme):
     """Encrypts, evaluates and decrypts everything: the bytes sent are the bytes charged."""
 
+    serves_mode = "real"
+
     def __init__(self, params: CkksScheme.Params, classes: int, seed: int):
         super().__init__(params, classes, seed)
         self._rng = np.random.default_rng()  # flood noise the querier could regenerate would hide nothing
@@ -226,6 +223,8 @@ class RealCkks(CkksScheme):
 class AccountedCkks(CkksScheme):
     """Computes the same logits in plaintext and charges exactly the bytes real mode sends (same
     plan, same packing), refusing what real mode cannot carry."""
+
+    serves_mode = "accounted"
 
     def __init__(self, params: CkksScheme.Params, classes: int, seed: int):
         super().__init__(params, classes, seed)

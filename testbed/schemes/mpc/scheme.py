@@ -65,11 +65,6 @@ class MpcScheme(SecureInferenceScheme):
                 raise ValueError(f"mode real needs CrypTen: {reason}; install it with {INSTALL}, or use mode accounted")
             return self
 
-    def __new__(cls, params: Params, classes: int, seed: int) -> "MpcScheme":
-        if cls is MpcScheme:  # the registry creates the base: pick the mode's class
-            cls = RealMpc if params.mode == "real" else AccountedMpc
-        return super().__new__(cls)
-
     def __init__(self, params: Params, classes: int, seed: int):
         super().__init__(params, classes, seed)
         self.stopwatch = Stopwatch()
@@ -124,6 +119,8 @@ class MpcScheme(SecureInferenceScheme):
 class RealMpc(MpcScheme):
     """Runs CrypTen's two-party protocol; charges CrypTen's own counters."""
 
+    serves_mode = "real"
+
     def _sharing_cost(self, samples: np.ndarray) -> dict[str, int]:
         return sharing_counters(samples, self.params.timeout_s)
 
@@ -139,6 +136,8 @@ class RealMpc(MpcScheme):
 class AccountedMpc(MpcScheme):
     """Computes the same logits in plaintext (no fixed-point error) and charges the cost model's
     bytes and rounds for the same batches."""
+
+    serves_mode = "accounted"
 
     def _sharing_cost(self, samples: np.ndarray) -> dict[str, int]:
         return {"bytes": 0, "rounds": 0}
