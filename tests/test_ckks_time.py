@@ -143,3 +143,21 @@ def test_a_bad_calibration_too_many_workers_or_too_little_memory_exits_2_naming_
     path.write_text(yaml.safe_dump(_scenario(**scheme)))
     code, _, err = call(main, [str(path), "--out", str(tmp_path / "out")])
     assert code == 2 and key in err, err
+
+
+@pytest.mark.parametrize("spec, shape", [
+    ({"kind": "mlp", "hidden": [6], "activation": "poly2"}, (10,)),
+    ({"kind": "he_cnn", "channels": 2, "kernel": 2, "stride": 2, "padding": 0, "pool": 2, "hidden": 3, "activation": "poly2", "batch_norm": True}, (2, 4, 4)),
+    ({"kind": "he_convnet", "channels": [2, 3]}, (3, 8, 8)),
+])
+def test_stage_widths_from_layer_sizes_are_the_lowered_circuits(spec, shape):
+    from testbed.schemes.ckks.circuit import Linear, SumPool, stage_widths
+
+    model = _model(spec, shape)
+    lowered = [(type(s).__name__, len(s.weight) if isinstance(s, Linear) else len(s.windows) if isinstance(s, SumPool) else None) for s in lower_model(model, shape)]
+    widths = stage_widths(model, shape)
+    assert [kind for kind, _ in widths] == [kind for kind, _ in lowered]
+    assert all(width == expected for (_, width), (_, expected) in zip(widths, lowered) if expected is not None)
+    model.train()
+    stage_widths(model, shape)
+    assert model.training  # the caller's model is left as it was

@@ -123,25 +123,27 @@ def model_depth(model: nn.Module) -> int:
 def stage_widths(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, int]]:
     """``(stage type, outputs)`` of :func:`lower_model`'s circuit from the layers' output sizes
     alone (as :func:`model_depth`: without building the stages' matrices)."""
-    widths: list[tuple[str, int]] = []
+    widths: list[tuple[str, int]] = []  # a ("run", width) entry: affine layers not yet closed by an activation
     x = torch.zeros((1, *input_shape))
-    run, after_activation = False, False
+    after_activation = False
     with torch.no_grad():
-        for layer in model.eval():
-            starts_pool = not run and after_activation and isinstance(layer, nn.AvgPool2d)
+        for layer in copy.deepcopy(model).eval():
+            in_run = bool(widths) and widths[-1][0] == "run"
+            starts_pool = not in_run and after_activation and isinstance(layer, nn.AvgPool2d)
             x = layer(x)
+            width = x[0].numel()
             if isinstance(layer, ACTIVATION_LAYERS):
-                if run:
-                    widths.append(("Linear", widths.pop()[1] if widths and widths[-1][0] == "run" else x[0].numel()))
-                widths.append(("Square", x[0].numel()))
-                run, after_activation = False, True
+                if in_run:
+                    widths[-1] = ("Linear", widths[-1][1])
+                widths.append(("Square", width))
+                after_activation = True
             elif isinstance(layer, AFFINE_LAYERS):
                 if starts_pool:
-                    widths.append(("SumPool", x[0].numel()))
+                    widths.append(("SumPool", width))
                 if widths and widths[-1][0] == "run":
-                    widths.pop()
-                widths.append(("run", x[0].numel()))
-                run = True
+                    widths[-1] = ("run", width)
+                else:
+                    widths.append(("run", width))
     if widths and widths[-1][0] == "run":
         widths[-1] = ("Linear", widths[-1][1])
     return widths
