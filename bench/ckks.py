@@ -135,8 +135,7 @@ def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, compl
     responder.load(setup)
     responder.timings()
     log(f"{name}: setup {len(setup.data) / 1e6:.1f} MB in {setup_s:.1f} s; evaluating")
-    setup_predicted = querier.predicted_timings()
-    responder.predicted_timings()  # the load's: not part of an answer
+    setup_predicted, load_predicted = querier.predicted_timings(), responder.predicted_timings()
     workers = SETTINGS["workers"]
     if workers > 1:  # first: SEAL's memory pool keeps what this process's own answer takes, GBs for a convnet
         spread = scheme("real", depth, 3, complex_packing, workers)
@@ -232,27 +231,19 @@ def digits_case() -> dict:
     return {"dataset": "sklearn digits (8x8, /16)", "model": spec, **result}
 
 
-def cifar_dataset():
-    """The CIFAR-10 copy, checked: a broken one raises :class:`UsageError`; ``None`` if it is absent."""
+def cifar_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+    """A shuffled party-sized training set and 4096 test images (random inputs if CIFAR-10 is absent)."""
     dataset = DATASETS.create(DATASETS.parse_spec({"kind": "cifar10", "path": str(CIFAR_ZIP)}))
     try:
         dataset.check()
+        data = dataset.load(0)
     except ValueError as err:
         raise UsageError(f"the CIFAR-10 copy: {err}") from None
     except FileNotFoundError:
-        return None
-    return dataset
-
-
-def cifar_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
-    """A shuffled party-sized training set and 4096 test images (random inputs if CIFAR-10 is absent)."""
-    dataset = cifar_dataset()
-    if dataset is None:
         log(f"cifar10: {CIFAR_ZIP} not found; random inputs, models only set their batch-norm statistics")
         rng = np.random.default_rng(0)
         x = rng.random((PARTY_SAMPLES + 4096, 3, 32, 32), dtype=np.float32)
         return x[:PARTY_SAMPLES], None, x[PARTY_SAMPLES:], None, "random [0,1] inputs"
-    data = dataset.load(0)
     party = np.random.default_rng(0).permutation(len(data.train.y))[:PARTY_SAMPLES]  # the zip is sorted by class
     return data.train.x[party], data.train.y[party], data.test.x[:4096], data.test.y[:4096], dataset.label()
 
@@ -365,10 +356,10 @@ def main(argv: list[str] | None = None) -> int:
                 except CalibrationError as err:
                     raise UsageError(f"--calibration {err}") from None
             SETTINGS["calibration"] = args.calibration
-        if not args.quick:
-            cifar_dataset()  # a broken copy stops the bench before the digits case runs
+        data = None if args.quick else cifar_data()  # a broken copy stops the bench before the digits case runs
         cases = {"digits_mlp": digits_case()}
-        if not args.quick:
+        if data is not None:
+            del data
             for name in args.cifar or sorted(CIFAR_CASES):
                 # Each case in a fresh process: SEAL's memory pool never hands memory back, and a
                 # convnet's evaluation leaves GBs in it that the next case would add to.
