@@ -35,6 +35,17 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def rss_bytes() -> int:
+    """This process's resident memory now, in bytes (0 where ``/proc`` does not say)."""
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def machine_memory_mb() -> int:
     """This machine's physical memory in MB (2^20 bytes): the most a local Ray's object store can hold."""
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20

@@ -14,8 +14,9 @@ BENCH = ROOT / "bench"
 #: Each script with arguments it must refuse, and what its message names.
 REFUSED = {
     "ckks.py": (["--out", "."], "--out .: . is a directory"),
+    "ckks_full_batch.py": (["--out", "out.json", "--samples", "9000"], "--samples 9000: one batch holds at most 8192 images"),
     "mpc_inference.py": (["--out", "."], "--out .: . is a directory"),
-    "routing.py": (["--out", "."], "--out .: . is a directory"),
+    "routing.py": (["--out", "out.json", "--cifar10", "no-such-copy.zip"], "--cifar10 no-such-copy.zip: no such file or directory"),
     "cifar10.py": (["--data", "no-such-copy.zip", "--out", "out"], "--data no-such-copy.zip: no such file or directory"),
 }
 

@@ -133,7 +133,8 @@ def test_an_accounted_run_reports_predicted_seconds_apart_from_measured_ones(cal
     assert predicted["A"]["he_evaluate"] == pytest.approx(sum(answered) / 2, rel=1e-2)
 
 
-@pytest.mark.parametrize("scheme, key", [({"calibration": "missing.json"}, "calibration='missing.json': missing.json: no such file"), ({"mode": "real", "workers": 64}, "scheme.workers"), ({"mode": "real", "max_memory_gb": 0.001}, "more than scheme.max_memory_gb 0.001; allowed: scheme.max_memory_gb of at least")])
+@pytest.mark.parametrize("scheme, key", [({"calibration": "missing.json"}, "calibration='missing.json': missing.json: no such file"), ({"mode": "real", "workers": 64}, "scheme.workers"), ({"mode": "real", "max_memory_gb": 0.001}, "more than scheme.max_memory_gb 0.001; allowed: scheme.max_memory_gb of at least"),
+    ({"mode": "real", "evaluation": "streamed", "workers": 2}, "scheme.evaluation streamed runs in one process"), ({"mode": "real", "spill_dir": "no/such/dir"}, "scheme.spill_dir 'no/such/dir' is not a directory")])
 def test_a_bad_calibration_too_many_workers_or_too_little_memory_exits_2_naming_the_key(scheme, key, tmp_path):
     import yaml
     from clitools import call

@@ -111,6 +111,84 @@ class StageStep:
         return np.conj(paired(self.stage.weight, axis=1)) / 2 if self.complex_inputs else self.stage.weight
 
 
+class Arenas:
+    """Scratch arrays by name, each a view of one flat block reused across blocks, stages and
+    epochs while large enough: first touches of fresh memory (page faults) cost more here than
+    the arithmetic, and one block per use holds the largest need, not every need."""
+
+    def __init__(self) -> None:
+        self._blocks: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        size = int(np.prod(shape))
+        block = self._blocks.get(name)
+        if block is None or len(block) < size:
+            self._blocks.pop(name, None)  # the old block goes before the new one is made
+            block = self._blocks[name] = np.empty(size, dtype=np.uint64)
+        return block[:size].reshape(shape)
+
+    def clear(self) -> None:
+        self._blocks.clear()
+
+
+def weight_scale_for(public: PublicContext, step: StageStep, parms_id: list[int], scale: float) -> float:
+    """The scale a stage's weights are encoded at for inputs at ``parms_id`` and ``scale``: the one
+    that brings each output back to exactly ``step.scale`` after its rescales (1 for a SumPool)."""
+    if isinstance(step.stage, SumPool):
+        return 1.0
+    return step.scale * math.prod(public.primes(parms_id)[-step.drops :]) / scale
+
+
+def finished(public: PublicContext, step: StageStep, output: int, sums: np.ndarray | None, parms_id: list[int], scale: float) -> seal.Ciphertext:
+    """Output ``output`` of a linear stage from its summed coefficients (``None``: no weight
+    reached it): relinearised, rescaled and with its bias for a ``Linear``; a ``SumPool``'s sums
+    keep their pending relinearisation and rescale."""
+    linear = isinstance(step.stage, Linear)
+    after = public.parms_id_at(public.context.get_context_data(parms_id).chain_index() - step.drops)
+    if sums is None:  # every weight zero at this scale: the output is its bias, added to an encryption of zero
+        out = seal.Ciphertext()
+        public.encryptor.encrypt_zero(after, out)
+    else:
+        out = ciphertext_from(public.context, parms_id, sums, scale)
+        if step.complex_inputs:
+            conjugate = seal.Ciphertext()
+            public.evaluator.complex_conjugate(out, public.galois_keys, conjugate)
+            public.evaluator.add_inplace(out, conjugate)
+        if linear:
+            settled(public, out, step.drops)
+    if linear:
+        out.scale = step.scale  # what the weight scale makes it, up to float rounding, which SEAL's additions reject
+        if np.any(step.stage.bias[output]):
+            public.evaluator.add_plain_inplace(out, encoded(public, step.stage.bias[output], after, out.scale))
+    return out
+
+
+def add_products_one_by_one(public: PublicContext, cts: list[seal.Ciphertext], weight: np.ndarray, weight_scale: float, sums: np.ndarray, used: np.ndarray, moduli: np.ndarray) -> None:
+    """One SEAL product per weight: for per-sample weight vectors (last axis, a fused logit
+    map) and complex weights, which are not one integer per prime."""
+    nonzero = weight.reshape(*weight.shape[:2], -1).any(axis=2)
+    product = seal.Ciphertext()
+    for o in np.flatnonzero(nonzero.any(axis=1)):
+        total: seal.Ciphertext | None = None
+        for k in np.flatnonzero(nonzero[o]):
+            plain = encoded(public, weight[o, k], cts[k].parms_id(), weight_scale)
+            if plain.is_zero():
+                # The weight rounds to 0 at weight_scale, so its product is exactly zero: a
+                # transparent ciphertext, which SEAL refuses. Per-sample vectors round away far
+                # sooner than scalars: a scalar is one coefficient, while n per-sample values
+                # spread over N coefficients of at most 2n/N of their size.
+                continue
+            if total is None:
+                total = seal.Ciphertext()
+                public.evaluator.multiply_plain(cts[k], plain, total)
+            else:
+                public.evaluator.multiply_plain(cts[k], plain, product)
+                public.evaluator.add_inplace(total, product)
+        if total is not None:
+            add_modular(sums[o], coefficients(total), moduli)
+            used[o] = True
+
+
 @dataclass
 class Shard:
     """The features of one shard of a batch and the work on them."""
@@ -124,7 +202,7 @@ class Shard:
     frame_offset: int = 0
     start_parms: list[int] | None = None
     seconds: dict[str, float] = field(default_factory=lambda: {"deserialize": 0.0})
-    _buffers: dict[str, np.ndarray] = field(default_factory=dict)
+    _arenas: Arenas = field(default_factory=Arenas)
 
     def take_seconds(self) -> dict[str, float]:
         """Seconds per phase (loading inputs) since the last call."""
@@ -155,21 +233,21 @@ class Shard:
         for features, cts in self._blocks():
             if sums is None:
                 parms_id = cts[0].parms_id()
-                weight_scale = self._weight_scale(step, cts[0])
+                weight_scale = weight_scale_for(self.public, step, cts[0].parms_id(), cts[0].scale)
                 product_scale = cts[0].scale * weight_scale
-                sums = self._buffer("sums", (len(reached), *coefficients(cts[0]).shape))
+                sums = self._arenas.get("sums", (len(reached), *coefficients(cts[0]).shape))
                 sums.fill(0)
                 moduli = np.array(self.public.primes(parms_id), dtype=np.int64)
             block = weight[:, features]
             if block.ndim == 2 and not step.complex_inputs:
-                stacked = self._buffer("inputs", (len(cts), *sums.shape[1:]))
+                stacked = self._arenas.get("inputs", (len(cts), *sums.shape[1:]))
                 for k, ct in enumerate(cts):
                     stacked[k] = coefficients(ct)
                 rounded = IntegerWeights.rounded(block, weight_scale)
                 add_combination(stacked, rounded, moduli, sums)
                 used[np.diff(rounded.indptr) > 0] = True
             else:
-                self._add_products_one_by_one(cts, block, weight_scale, sums, used, moduli)
+                add_products_one_by_one(self.public, cts, block, weight_scale, sums, used, moduli)
         if sums is None:  # a shard without features (more shards than features)
             return [Piece(np.zeros(0, dtype=np.int64), np.zeros((0, 0, 0, 0), dtype=np.uint64), None, 0.0) for _ in step.owners]
         local = np.full(len(pattern), -1)
@@ -199,7 +277,7 @@ class Shard:
                 total = piece.sums
             else:
                 if total is None:
-                    total = self._buffer("total", (len(outputs), *piece.sums.shape[1:]))
+                    total = self._arenas.get("total", (len(outputs), *piece.sums.shape[1:]))
                     total.fill(0)
                 if whole:
                     add_modular(total, piece.sums, moduli)
@@ -208,27 +286,7 @@ class Shard:
                     add_modular(block, piece.sums, moduli)
                     total[piece.rows] = block
             used[piece.rows] = True
-        after = self.public.parms_id_at(self.public.context.get_context_data(first.parms_id).chain_index() - step.drops)
-        current = {}
-        for k, o in enumerate(outputs):
-            linear = isinstance(step.stage, Linear)  # a SumPool's sums keep their pending relinearisation and rescale
-            if not used[k]:  # every weight zero at this scale: the output is its bias, added to an encryption of zero
-                out = seal.Ciphertext()
-                self.public.encryptor.encrypt_zero(after, out)
-            else:
-                out = ciphertext_from(self.public.context, first.parms_id, total[k], first.scale)
-                if step.complex_inputs:
-                    conjugate = seal.Ciphertext()
-                    self.public.evaluator.complex_conjugate(out, self.public.galois_keys, conjugate)
-                    self.public.evaluator.add_inplace(out, conjugate)
-                if linear:
-                    settled(self.public, out, step.drops)
-            if linear:
-                out.scale = step.scale  # what the weight scale makes it, up to float rounding, which SEAL's additions reject
-                if np.any(step.stage.bias[o]):
-                    self.public.evaluator.add_plain_inplace(out, encoded(self.public, step.stage.bias[o], after, out.scale))
-            current[o] = out
-        self.current = current
+        self.current = {o: finished(self.public, step, o, total[k] if used[k] else None, first.parms_id, first.scale) for k, o in enumerate(outputs)}
 
     # per ciphertext ----------------------------------------------------------------------------
     def square(self, shift: float, pending: int) -> None:
@@ -263,47 +321,6 @@ class Shard:
         ct = seal_load(seal.Ciphertext(), self.frames[frame], self.public.context)
         self.seconds["deserialize"] += time.perf_counter() - started
         return mod_switched(self.public, ct, self.start_parms)
-
-    def _weight_scale(self, step: StageStep, ct: seal.Ciphertext) -> float:
-        if isinstance(step.stage, SumPool):
-            return 1.0
-        return step.scale * math.prod(self.public.primes(ct.parms_id())[-step.drops :]) / ct.scale
-
-    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """A scratch array of ``shape``, from one flat arena per ``name`` reused across blocks,
-        stages and epochs: first touches of fresh memory (page faults) cost more here than the
-        arithmetic, and one arena per use holds the largest stage's need, not every stage's."""
-        size = int(np.prod(shape))
-        arena = self._buffers.get(name)
-        if arena is None or len(arena) < size:
-            self._buffers.pop(name, None)
-            arena = self._buffers[name] = np.empty(size, dtype=np.uint64)
-        return arena[:size].reshape(shape)
-
-    def _add_products_one_by_one(self, cts: list[seal.Ciphertext], weight: np.ndarray, weight_scale: float, sums: np.ndarray, used: np.ndarray, moduli: np.ndarray) -> None:
-        """One SEAL product per weight: for per-sample weight vectors (last axis, a fused logit
-        map) and complex weights, which are not one integer per prime."""
-        nonzero = weight.reshape(*weight.shape[:2], -1).any(axis=2)
-        product = seal.Ciphertext()
-        for o in np.flatnonzero(nonzero.any(axis=1)):
-            total: seal.Ciphertext | None = None
-            for k in np.flatnonzero(nonzero[o]):
-                plain = encoded(self.public, weight[o, k], cts[k].parms_id(), weight_scale)
-                if plain.is_zero():
-                    # The weight rounds to 0 at weight_scale, so its product is exactly zero: a
-                    # transparent ciphertext, which SEAL refuses. Per-sample vectors round away far
-                    # sooner than scalars: a scalar is one coefficient, while n per-sample values
-                    # spread over N coefficients of at most 2n/N of their size.
-                    continue
-                if total is None:
-                    total = seal.Ciphertext()
-                    self.public.evaluator.multiply_plain(cts[k], plain, total)
-                else:
-                    self.public.evaluator.multiply_plain(cts[k], plain, product)
-                    self.public.evaluator.add_inplace(total, product)
-            if total is not None:
-                add_modular(sums[o], coefficients(total), moduli)
-                used[o] = True
 
 
 class LocalShards:

@@ -8,6 +8,7 @@ logits in plaintext and charges exactly the bytes real mode sends (:mod:`.accoun
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +27,7 @@ from testbed.schemes.ckks.accounting import answer_bytes, answer_header, batches
 from testbed.schemes.ckks.circuit import circuit_depth, fuse_logit_map, lower_model, model_depth, stage_widths
 from testbed.schemes.ckks.crypto import PublicContext, decrypt_logits, encrypt_dataset, make_keys, protect, public_frames
 from testbed.schemes.ckks.evaluation import LocalShards, evaluate, memory_needed
+from testbed.schemes.ckks.streamed import RESERVE, StreamedEvaluation, minimum_bytes
 from testbed.schemes.ckks.workers import RayShards
 from testbed.schemes.ckks.plan import CkksPlan, check_depth, plan_for_depth
 from testbed.schemes.ckks.time_model import Calibration, answer_operations, decode_operations, setup_operations
@@ -53,8 +55,10 @@ class CkksScheme(SecureInferenceScheme):
         rerandomize: bool = Field(True, description="add a fresh encryption of zero to every reply ciphertext")
         flood_std: float = Field(0.1, ge=0.0, description="std of Gaussian noise flooded onto every returned logit (0: off); 0.1 chosen in docs/privacy.md")
         complex_packing: bool = Field(False, description="two features per slot (real and imaginary part): half the setup bytes, one conjugation key")
-        max_memory_gb: float = Field(12.0, gt=0, description="real mode: the most memory one batch's evaluation may hold in one process (the responder, or each worker); a model that needs more is refused before the run, naming the minimum")
-        workers: int = Field(1, ge=1, le=256, description="Ray workers a responder spreads each batch's evaluation over (real mode), one shard of features each; at most the cluster's CPUs")
+        max_memory_gb: float = Field(12.0, gt=0, description="real mode: the most memory a responder's evaluating process may hold (each worker's evaluation, with workers); a model that cannot run within it is refused before the run, naming the minimum")
+        evaluation: Literal["auto", "in_memory", "streamed"] = Field("auto", description="real mode: in_memory holds a stage's ciphertexts at once; streamed spills them to disk and computes in chunks within max_memory_gb (one worker); auto streams what in_memory would not fit")
+        spill_dir: str | None = Field(None, description="streamed evaluation: the directory its spill files go to (null: the system's temporary directory); each batch's are deleted after it")
+        workers: int = Field(1, ge=1, le=256, description="Ray workers a responder spreads each batch's evaluation over (real mode, in memory), one shard of features each; at most the cluster's CPUs")
         calibration: str | None = Field(None, description="costs measured by 'python bench/ckks.py --calibrate' on this machine for this plan: each phase's seconds are then also predicted (predicted_seconds), in either mode")
 
         @field_validator("calibration")
@@ -68,7 +72,17 @@ class CkksScheme(SecureInferenceScheme):
         @model_validator(mode="after")
         def _fits(self) -> "CkksScheme.Params":
             self.plan()
+            if self.evaluation == "streamed" and self.workers > 1:
+                raise ValueError(f"scheme.evaluation streamed runs in one process, scheme.workers is {self.workers}; allowed: workers 1, or evaluation in_memory")
+            if self.spill_dir is not None and not Path(self.spill_dir).is_dir():
+                raise ValueError(f"scheme.spill_dir {self.spill_dir!r} is not a directory; allowed: an existing directory, or null")
             return self
+
+        def streams(self, in_memory_bytes: int) -> bool:
+            """Whether a model whose in-memory evaluation takes ``in_memory_bytes`` per process is streamed."""
+            if self.evaluation == "auto":
+                return self.workers == 1 and in_memory_bytes > self.max_memory_gb * 2**30
+            return self.evaluation == "streamed"
 
         def plan(self) -> CkksPlan:
             return plan_for_depth(self.depth, self.scale_bits, self.headroom_bits, self.poly_modulus_degree, self.complex_packing)
@@ -89,20 +103,32 @@ class CkksScheme(SecureInferenceScheme):
             raise ValueError(f"scheme '{cls.kind}' {problem}")
         depth = model_depth(model)
         check_depth(depth, params)
-        if params.mode == "real":
-            plan = params.plan()
-            widths = stage_widths(model, input_shape)
-            needed, stage = memory_needed(widths, depth, plan.poly_modulus_degree, plan.input_ciphertexts(int(np.prod(input_shape))), BLOCK_INPUTS)
-            per_process = needed / params.workers / 2**30
-            if per_process > params.max_memory_gb:
+        if params.mode != "real":
+            return
+        plan = params.plan()
+        features = plan.input_ciphertexts(int(np.prod(input_shape)))
+        bound = params.max_memory_gb
+        widths = stage_widths(model, input_shape)
+        needed, stage = memory_needed(widths, depth, plan.poly_modulus_degree, features, BLOCK_INPUTS)
+        per_process = needed / params.workers
+        if params.streams(per_process):
+            # Lowering a convnet takes seconds: only a model too large for memory pays it here.
+            least, where = minimum_bytes(lower_model(model, input_shape), plan.poly_modulus_degree, features, plan.scale, plan.complex_packing)
+            least = (least + RESERVE) / 2**30
+            if least > bound:
                 raise ValueError(
-                    f"needs {per_process:.1f} GB per evaluating process in real mode (stage {stage + 1}, a {widths[stage][0]} of {widths[stage][1]} outputs, "
-                    f"with {params.workers} worker(s)), more than scheme.max_memory_gb {params.max_memory_gb:g}; allowed: scheme.max_memory_gb of at least "
-                    f"{per_process:.1f}, more scheme.workers, or mode accounted"
+                    f"streamed evaluation needs {least:.2f} GB for one output's arrays in {where} (beside what the process holds: the setup, the model), more than "
+                    f"scheme.max_memory_gb {bound:g}; allowed: scheme.max_memory_gb of at least {least:.2f}, or mode accounted"
                 )
+        elif per_process / 2**30 > bound:
+            raise ValueError(
+                f"needs {per_process / 2**30:.1f} GB per evaluating process in real mode (stage {stage + 1}, a {widths[stage][0]} of {widths[stage][1]} outputs, "
+                f"with {params.workers} worker(s)), more than scheme.max_memory_gb {bound:g}; allowed: scheme.max_memory_gb of at least "
+                f"{per_process / 2**30:.1f}, more scheme.workers, scheme.evaluation streamed or auto with one worker, or mode accounted"
+            )
 
     def timings(self) -> dict[str, float]:
-        """Seconds in ``encrypt`` (setup), ``lower``, ``deserialize``, ``he_evaluate``, ``serialize`` (answer), ``decrypt``."""
+        """Seconds in ``encrypt`` (setup), ``lower``, ``deserialize``, ``he_evaluate``, ``spill`` (streamed evaluation's disk traffic), ``serialize`` (answer), ``decrypt``."""
         return self.stopwatch.take()
 
     def predicted_timings(self) -> dict[str, float]:
@@ -129,7 +155,9 @@ class CkksScheme(SecureInferenceScheme):
                 circuit = circuit[:-1] + [fuse_logit_map(circuit[-1], logit_map.selected[rows], logit_map.matrix, logit_map.offset[rows])]
             features = self.plan.input_ciphertexts(int(np.prod(self.input_shape)))
             p = self.params
-            self._answer_operations[fused] = answer_operations(circuit, self.plan, features, BLOCK_INPUTS, p.complex_packing, p.rerandomize, p.flood_std > 0, self.classes)
+            # Streamed evaluation combines all the inputs a chunk needs at once: each output's sums are folded once, not once per block.
+            block = 2**31 if p.streams(in_memory_needed(model, self.input_shape, p)) else BLOCK_INPUTS
+            self._answer_operations[fused] = answer_operations(circuit, self.plan, features, block, p.complex_packing, p.rerandomize, p.flood_std > 0, self.classes)
         for _ in range(batches(self.plan, self.sample_count)):
             self._predicted += self._answer_operations[fused]
 
@@ -148,6 +176,13 @@ class CkksScheme(SecureInferenceScheme):
 
     def _load_frames(self, frames: list[memoryview]) -> None:
         raise NotImplementedError
+
+
+def in_memory_needed(model: nn.Module, input_shape: tuple[int, ...], params: CkksScheme.Params) -> int:
+    """Bytes one evaluating process holds for a batch evaluated in memory (:func:`.evaluation.memory_needed`)."""
+    plan = params.plan()
+    needed, _ = memory_needed(stage_widths(model, input_shape), model_depth(model), plan.poly_modulus_degree, plan.input_ciphertexts(int(np.prod(input_shape))), BLOCK_INPUTS)
+    return needed // params.workers
 
 
 class RealCkks(CkksScheme):
@@ -180,6 +215,7 @@ class RealCkks(CkksScheme):
             self._public = PublicContext.load(frames, self.plan)
         # Inputs stay serialized (seeded, compressed): a CIFAR batch loaded is GBs.
         inputs = frames[self._public.frames :]
+        self.streamed = StreamedEvaluation(self._public, inputs, int(self.params.max_memory_gb * 2**30), self.params.spill_dir)
         if self.params.workers == 1:
             self._shards = LocalShards(self._public, inputs, BLOCK_INPUTS)
         else:
@@ -192,6 +228,10 @@ class RealCkks(CkksScheme):
         self._count_answer(model, logit_map, circuit)
         check_depth(circuit_depth(circuit), self.params)
         slots, features = self.plan.slots, self.plan.input_ciphertexts(int(np.prod(self.input_shape)))
+        if self.params.streams(in_memory_needed(model, self.input_shape, self.params)):
+            run, evaluator = self.streamed.evaluate, self.streamed
+        else:
+            run, evaluator = partial(evaluate, self._shards), self._shards
         frames = []
         for batch in range(batches(self.plan, n)):
             rows = slice(batch * slots, min((batch + 1) * slots, n))
@@ -200,10 +240,10 @@ class RealCkks(CkksScheme):
                 mapped = fuse_logit_map(circuit[-1], logit_map.selected[rows], logit_map.matrix, logit_map.offset[rows])
                 batch_circuit = circuit[:-1] + [mapped]
             with self.stopwatch.timed("he_evaluate"):
-                logits = evaluate(self._shards, batch_circuit, batch, features, self.scale, self.plan.complex_packing)
+                logits = run(batch_circuit, batch, features, self.scale, self.plan.complex_packing)
                 for ct in logits:
                     self._protect(ct, rows.stop - rows.start)
-            for phase, seconds in self._shards.take_seconds().items():  # inputs are deserialized as they stream in
+            for phase, seconds in evaluator.take_seconds().items():  # inputs are deserialized as they stream in
                 self.stopwatch.seconds[phase] += seconds
                 self.stopwatch.seconds["he_evaluate"] -= seconds
             with self.stopwatch.timed("serialize"):
@@ -214,6 +254,7 @@ class RealCkks(CkksScheme):
         """Stop the responder's evaluation workers, if any (a run's end stops them with Ray)."""
         if hasattr(self, "_shards"):
             self._shards.close()
+            self.streamed.close()
 
     def _protect(self, ct: seal.Ciphertext, rows: int) -> None:
         flood = self._rng.normal(0.0, self.params.flood_std, rows) if self.params.flood_std else None

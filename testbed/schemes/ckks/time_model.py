@@ -79,7 +79,9 @@ def _limbs(plan: CkksPlan) -> int:
 
 def answer_operations(circuit: list[Stage], plan: CkksPlan, features: int, block_inputs: int, complex_inputs: bool, rerandomize: bool, flood: bool, classes: int) -> Counter:
     """Operations of one batch's answer, keyed ``(operation, primes)`` (``primes`` 0 for word
-    operations), as :func:`.evaluation.evaluate` with one shard, then protecting and saving."""
+    operations), as :func:`.evaluation.evaluate` with one shard, then protecting and saving;
+    ``block_inputs`` above the widest stage counts :mod:`.streamed` evaluation, whose chunks
+    combine all their inputs at once."""
     ops: Counter = Counter()
     degree, limbs = plan.poly_modulus_degree, _limbs(plan)
     primes, size, pending = circuit_depth(circuit) + 1, 2, 0
