@@ -24,26 +24,26 @@ def reset_peak_rss() -> None:
         pass
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory in MB (2^20 bytes) since the last reset, else since the process started."""
+def _status_kb(field: str) -> int | None:
+    """A ``/proc/self/status`` field in kB, ``None`` where the kernel does not say."""
     try:
         for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
     except OSError:
         pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory in MB (2^20 bytes) since the last reset, else since the process started."""
+    peak = _status_kb("VmHWM")
+    return round((peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024, 1)
 
 
 def rss_bytes() -> int:
     """This process's resident memory now, in bytes (0 where ``/proc`` does not say)."""
-    try:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return (_status_kb("VmRSS") or 0) * 1024
 
 
 def machine_memory_mb() -> int:

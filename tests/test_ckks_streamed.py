@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+from test_ckks_time import Counting, _model
 
 from testbed.memory import rss_bytes
-from testbed.registry import MODELS, SCHEMES
+from testbed.registry import SCHEMES
 from testbed.schemes.ckks.circuit import fuse_logit_map, lower_model
 from testbed.schemes.ckks.coefficients import coefficients
 from testbed.schemes.ckks.crypto import PublicContext, encrypt_dataset, make_keys, public_frames
@@ -22,12 +22,7 @@ CONVNET = {"kind": "he_convnet", "channels": [2, 3]}
 
 
 def convnet():
-    torch.manual_seed(0)
-    model = MODELS.create(MODELS.parse_spec(CONVNET)).build(SHAPE, 4)
-    model.train()
-    with torch.no_grad():
-        model(torch.rand(64, *SHAPE))
-    return model.eval()
+    return _model(CONVNET, SHAPE)
 
 
 @pytest.mark.parametrize("complex_packing, fused", [(False, False), (True, True)])
@@ -98,7 +93,6 @@ def test_streamed_evaluation_makes_the_seal_calls_the_time_model_counts_for_it(t
     (one block of all a chunk's inputs), which is how the scheme counts a streamed answer."""
     from collections import Counter
 
-    from test_ckks_time import Counting
     from testbed.schemes.ckks.time_model import answer_operations
 
     plan = plan_for_depth(5, 26, 10)

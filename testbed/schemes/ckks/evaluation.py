@@ -93,6 +93,11 @@ class StageStep:
     owners: list[np.ndarray]  # per shard, the outputs it finishes
 
     @property
+    def one_by_one(self) -> bool:
+        """One SEAL product per weight (per-sample or complex weights), not the bulk arithmetic."""
+        return isinstance(self.stage, Linear) and (self.stage.weight.ndim == 3 or self.complex_inputs)
+
+    @property
     def drops(self) -> int:
         return self.pending + 1 if isinstance(self.stage, Linear) else 0
 
@@ -239,7 +244,7 @@ class Shard:
                 sums.fill(0)
                 moduli = np.array(self.public.primes(parms_id), dtype=np.int64)
             block = weight[:, features]
-            if block.ndim == 2 and not step.complex_inputs:
+            if not step.one_by_one:
                 stacked = self._arenas.get("inputs", (len(cts), *sums.shape[1:]))
                 for k, ct in enumerate(cts):
                     stacked[k] = coefficients(ct)

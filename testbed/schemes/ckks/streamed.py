@@ -179,8 +179,7 @@ def chunks(pattern: np.ndarray, groups: list[np.ndarray], costs: tuple[int, int,
 def pass_costs(step: StageStep, step_pass: Pass, shape: tuple[int, ...]) -> tuple[int, int, int]:
     """Bytes per input read, per head output summed and per output of a pass on inputs of ``shape``."""
     record = int(np.prod(shape)) * 8
-    one_by_one = isinstance(step.stage, Linear) and (step.stage.weight.ndim == 3 or step.complex_inputs)
-    return record * (2 if one_by_one else 1), record, int(np.prod(output_shape(step, step_pass, shape))) * 8  # one-by-one products also hold each input as a ciphertext
+    return record * (2 if step.one_by_one else 1), record, int(np.prod(output_shape(step, step_pass, shape))) * 8  # one-by-one products also hold each input as a ciphertext
 
 
 def minimum_bytes(circuit: list[Stage], degree: int, features: int, scale: float, complex_inputs: bool) -> tuple[int, str]:
@@ -262,7 +261,6 @@ class StreamedEvaluation:
         public = self.public
         pattern, weight = step.pattern(), step.weight()
         groups = step_pass.groups(len(pattern))
-        one_by_one = weight.ndim == 3 or np.iscomplexobj(weight)
         self._arenas.clear()  # this pass's chunks are sized for the budget alone
         planned, _ = chunks(pattern, groups, pass_costs(step, step_pass, source.shape), self.budget, where)
         self.chunk_counts.append(len(planned))
@@ -270,6 +268,7 @@ class StreamedEvaluation:
             self.progress(f"{where}: {len(groups)} outputs in {len(planned)} chunks of at most {self.budget / 2**30:.1f} GB")
         moduli = np.array(public.primes(source.parms_id), dtype=np.int64)
         weight_scale = weight_scale_for(public, step, source.parms_id, source.scale)
+        owed = step.pending if isinstance(step.stage, SumPool) else 0  # rescales a head output owes before its square
         work = []  # per chunk: its head outputs and the inputs they need
         for chunk in planned:
             heads, position = np.unique(np.concatenate([groups[f] for f in chunk]), return_inverse=True)
@@ -283,8 +282,8 @@ class StreamedEvaluation:
             held = source.read(needed, inputs)
             sums = sums_arena[: len(heads)]
             sums.fill(0)
-            block = weight[heads][:, needed]
-            if one_by_one:
+            block = weight[np.ix_(heads, needed)]
+            if step.one_by_one:
                 used = np.zeros(len(heads), dtype=bool)
                 cts = [ciphertext_from(public.context, source.parms_id, values, source.scale) for values in held]
                 add_products_one_by_one(public, cts, block, weight_scale, sums, used, moduli)
@@ -300,7 +299,7 @@ class StreamedEvaluation:
             pooled = None
             for k, head in enumerate(heads):
                 ct = finished(public, step, int(head), sums[k] if used[k] else None, source.parms_id, source.scale * weight_scale)
-                pending = step.pending if isinstance(step.stage, SumPool) else 0
+                pending = owed
                 for shift in step_pass.shifts:
                     settled(public, ct, pending)
                     if shift:
