@@ -103,7 +103,7 @@ def test_streamed_evaluation_makes_the_seal_calls_the_time_model_counts_for_it(t
     frames = encrypt_dataset(keys, np.random.default_rng(0).random((16, *SHAPE)))
     circuit = lower_model(convnet(), SHAPE)
     StreamedEvaluation(public, frames, rss_bytes() + RESERVE + 2**30, str(tmp_path)).evaluate(circuit, 0, len(frames), plan.scale, False)
-    streamed = answer_operations(circuit, plan, len(frames), 2**31, False, False, False, 4)
+    streamed = answer_operations(circuit, plan, len(frames), None, False, False, False, 4)
     names = {"relinearize": "relinearize_inplace", "rescale": "rescale_to_next_inplace", "square": "square_inplace", "add_plain": "add_plain_inplace"}
     assert calls == Counter({(names[op], primes): n for (op, primes), n in streamed.items() if op in names})
     in_memory = answer_operations(circuit, plan, len(frames), 16, False, False, False, 4)

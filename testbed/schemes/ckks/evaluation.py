@@ -81,6 +81,12 @@ class Piece:
     scale: float
 
 
+def one_product_per_weight(stage: Stage, complex_inputs: bool) -> bool:
+    """Whether a stage takes one SEAL product per weight (per-sample or complex weights) rather
+    than the bulk arithmetic."""
+    return isinstance(stage, Linear) and (stage.weight.ndim == 3 or complex_inputs)
+
+
 @dataclass
 class StageStep:
     """What every shard needs to run one linear stage (the same for all shards)."""
@@ -94,8 +100,7 @@ class StageStep:
 
     @property
     def one_by_one(self) -> bool:
-        """One SEAL product per weight (per-sample or complex weights), not the bulk arithmetic."""
-        return isinstance(self.stage, Linear) and (self.stage.weight.ndim == 3 or self.complex_inputs)
+        return one_product_per_weight(self.stage, self.complex_inputs)
 
     @property
     def drops(self) -> int:

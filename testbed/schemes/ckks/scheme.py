@@ -95,6 +95,7 @@ class CkksScheme(SecureInferenceScheme):
         self.calibration = Calibration.load(Path(p.calibration), self.plan) if p.calibration else None
         self._predicted: Counter = Counter()
         self._answer_operations: dict[bool, Counter] = {}  # by whether a logit map is fused: counted once per model
+        self._streams: bool | None = None  # decided at the first answer: the model's shape does not change
 
     @classmethod
     def check_model(cls, params: Params, model: nn.Module, input_shape: tuple[int, ...]) -> None:
@@ -156,10 +157,16 @@ class CkksScheme(SecureInferenceScheme):
             features = self.plan.input_ciphertexts(int(np.prod(self.input_shape)))
             p = self.params
             # Streamed evaluation combines all the inputs a chunk needs at once: each output's sums are folded once, not once per block.
-            block = 2**31 if p.streams(in_memory_needed(model, self.input_shape, p)) else BLOCK_INPUTS
+            block = None if self.streams(model) else BLOCK_INPUTS
             self._answer_operations[fused] = answer_operations(circuit, self.plan, features, block, p.complex_packing, p.rerandomize, p.flood_std > 0, self.classes)
         for _ in range(batches(self.plan, self.sample_count)):
             self._predicted += self._answer_operations[fused]
+
+    def streams(self, model: nn.Module) -> bool:
+        """Whether a real responder evaluates ``model`` streamed (:meth:`Params.streams`)."""
+        if self._streams is None:
+            self._streams = self.params.streams(in_memory_needed(model, self.input_shape, self.params))
+        return self._streams
 
     def _count_decode(self, samples: int) -> None:
         if self.calibration is not None:
@@ -228,7 +235,7 @@ class RealCkks(CkksScheme):
         self._count_answer(model, logit_map, circuit)
         check_depth(circuit_depth(circuit), self.params)
         slots, features = self.plan.slots, self.plan.input_ciphertexts(int(np.prod(self.input_shape)))
-        if self.params.streams(in_memory_needed(model, self.input_shape, self.params)):
+        if self.streams(model):
             run, evaluator = self.streamed.evaluate, self.streamed
         else:
             run, evaluator = partial(evaluate, self._shards), self._shards

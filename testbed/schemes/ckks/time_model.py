@@ -33,6 +33,7 @@ import tenseal.sealapi as seal
 from testbed.schemes.ckks.bulk_linear import IntegerWeights, add_combination, limbs_for
 from testbed.schemes.ckks.circuit import Linear, Stage, SumPool, circuit_depth
 from testbed.schemes.ckks.crypto import PublicContext, encoded, encrypt_dataset, make_keys, public_frames
+from testbed.schemes.ckks.evaluation import one_product_per_weight
 from testbed.schemes.ckks.plan import CkksPlan
 from testbed.schemes.ckks.wire import seal_bytes, seal_load
 
@@ -76,11 +77,11 @@ def _limbs(plan: CkksPlan) -> int:
     return limbs_for(max(plan.coeff_mod_bit_sizes[:-1]))
 
 
-def answer_operations(circuit: list[Stage], plan: CkksPlan, features: int, block_inputs: int, complex_inputs: bool, rerandomize: bool, flood: bool, classes: int) -> Counter:
+def answer_operations(circuit: list[Stage], plan: CkksPlan, features: int, block_inputs: int | None, complex_inputs: bool, rerandomize: bool, flood: bool, classes: int) -> Counter:
     """Operations of one batch's answer, keyed ``(operation, primes)`` (``primes`` 0 for word
     operations), as :func:`.evaluation.evaluate` with one shard, then protecting and saving;
-    ``block_inputs`` above the widest stage counts :mod:`.streamed` evaluation, whose chunks
-    combine all their inputs at once."""
+    ``block_inputs`` ``None`` counts :mod:`.streamed` evaluation, whose chunks combine all their
+    inputs at once."""
     ops: Counter = Counter()
     degree, limbs = plan.poly_modulus_degree, _limbs(plan)
     primes, size, pending = circuit_depth(circuit) + 1, 2, 0
@@ -110,15 +111,15 @@ def answer_operations(circuit: list[Stage], plan: CkksPlan, features: int, block
             outputs = len(pattern)
             words = size * primes * degree
             reached = pattern.any(axis=1)
-            one_by_one = isinstance(stage, Linear) and (stage.weight.ndim == 3 or complex_inputs)
-            if one_by_one:
+            if one_product_per_weight(stage, complex_inputs):
                 ops[("encode_vector" if stage.weight.ndim == 3 else "encode_complex", primes)] += int(pattern.sum())
                 ops[("multiply_plain", primes)] += int(pattern.sum())
                 ops[("add", primes)] += int(pattern.sum()) - int(reached.sum())
                 ops[("copy_word", 0)] += int(reached.sum()) * words
             else:
-                for start in range(0, width, block_inputs):
-                    block = pattern[:, start : start + block_inputs]
+                per_block = block_inputs or width
+                for start in range(0, width, per_block):
+                    block = pattern[:, start : start + per_block]
                     ops[("copy_word", 0)] += block.shape[1] * words
                     ops[("term_word", 0)] += int(block.sum()) * words * limbs
                     ops[("output_word", 0)] += int(block.any(axis=1).sum()) * words
