@@ -234,8 +234,11 @@ class Shard:
     def partial(self, step: StageStep) -> list[Piece]:
         """This shard's features combined into every output they reach, one piece per owner."""
         held = self.pending_inputs if len(self.pending_inputs) else np.array(sorted(self.current), dtype=np.int64)
-        pattern = step.pattern()
-        reached = np.flatnonzero(pattern[:, held].any(axis=1))  # partial sums only for these: memory per shard
+        reaches = step.pattern()[:, held].any(axis=1)  # partial sums only for these: memory per shard
+        # Grouped by owner, so that each owner's piece is one slice of the sums: a copy of this
+        # shard's own outputs took 7% of a worker's answer on the one-block convnet.
+        groups = [np.flatnonzero(reaches[owned]) for owned in step.owners]  # positions within each owner's outputs
+        reached = np.concatenate([owned[group] for owned, group in zip(step.owners, groups)])
         weight = step.weight()[reached]
         sums: np.ndarray | None = None
         used = np.zeros(len(reached), dtype=bool)
@@ -260,15 +263,12 @@ class Shard:
                 add_products_one_by_one(self.public, cts, block, weight_scale, sums, used, moduli)
         if sums is None:  # a shard without features (more shards than features)
             return [Piece(np.zeros(0, dtype=np.int64), np.zeros((0, 0, 0, 0), dtype=np.uint64), None, 0.0) for _ in step.owners]
-        local = np.full(len(pattern), -1)
-        local[reached[used]] = np.flatnonzero(used)
-        pieces = []
-        for owned in step.owners:
-            index = local[owned]
-            rows = np.flatnonzero(index >= 0)
-            index = index[rows]
-            whole = len(rows) == len(owned) and len(index) and index[-1] - index[0] == len(index) - 1 and np.all(np.diff(index) == 1)
-            pieces.append(Piece(rows, sums[index[0] : index[-1] + 1] if whole else sums[index], parms_id, product_scale))
+        pieces, start = [], 0
+        for group in groups:
+            segment = slice(start, start + len(group))
+            start = segment.stop
+            kept = used[segment]  # an output whose every product rounded to zero has no sum
+            pieces.append(Piece(group[kept], sums[segment] if kept.all() else sums[segment][kept], parms_id, product_scale))
         return pieces
 
     def finish(self, step: StageStep, *pieces: Piece) -> None:
