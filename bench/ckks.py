@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             depths = {3} | (set() if args.quick else {CIFAR_CASES[name][1] for name in args.cifar or CIFAR_CASES})
             for depth in sorted(depths):
                 try:
-                    Calibration.load(args.calibration, plan_for_depth(depth, 26, 10))
+                    Calibration.load(args.calibration, plan_for_depth(depth, 26, 10), check_speed=depth == min(depths))
                 except CalibrationError as err:
                     raise UsageError(f"--calibration {err}") from None
             SETTINGS["calibration"] = args.calibration

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"the CIFAR-10 copy {CIFAR_ZIP.name} is not in ../shared/data; this bench needs it")
         if args.calibration is not None:
             try:
-                Calibration.load(args.calibration, plan_for_depth(7, 26, 10))
+                Calibration.load(args.calibration, plan_for_depth(7, 26, 10), check_speed=True)
             except CalibrationError as err:
                 raise UsageError(f"--calibration {err}") from None
         spill = args.spill_dir or Path(tempfile.gettempdir())

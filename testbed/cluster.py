@@ -204,7 +204,7 @@ class RayParties:
         for party, ref in calls:
             try:
                 results.append(ray.get(ref))
-            except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as err:
+            except ray.exceptions.RayError as err:  # an exception Ray cannot unpickle too: its text names the cause
                 cause = err.cause if isinstance(err, ray.exceptions.RayTaskError) and err.cause else err
                 raise PartyFailure(party, phase, cause) from err
         return results

@@ -266,6 +266,8 @@ def cross_field_problems(scenario: Scenario, invalid: frozenset[str] = frozenset
     workers, cpus = getattr(scenario.scheme.params, "workers", 1), scenario.ray.num_cpus or os.cpu_count() or 1
     if workers > cpus and not scenario.ray.address and valid("scheme", "ray"):
         problems.append(("scheme.workers", f"{workers} is more than the {cpus} CPUs of the local Ray (ray.num_cpus); allowed: 1..{cpus}"))
+    if valid("scheme"):
+        problems += scheme.machine_problems(scenario.scheme.params)
     for name, party in scenario.parties.items():
         if not (name.isascii() and name.replace("_", "").replace("-", "").isalnum()):
             problems.append((f"parties.{name}", f"party name {short_repr(name)}: allowed are ASCII letters, digits, '-' and '_'"))

@@ -48,6 +48,7 @@ def test_streamed_evaluation_answers_exactly_what_memory_answers(complex_packing
         streamed.bound = rss_bytes() + RESERVE + 80 * record  # the chunks get what the process does not hold
         got = [coefficients(ct).copy() for ct in streamed.evaluate(circuit, batch, features, plan.scale, complex_packing)]
         assert len(got) == 4 and all(np.array_equal(a, b) for a, b in zip(expected, got))
+        assert not streamed._arenas._blocks  # nothing held between batches: the next one's budget is what the process holds
     assert streamed.chunk_counts[0] > 1 and len(streamed.chunk_counts) == len(passes(circuit)) == 3
     seconds = streamed.take_seconds()
     assert seconds["deserialize"] > 0 and seconds["spill"] > 0
@@ -73,6 +74,14 @@ def test_chunks_cover_every_output_once_within_the_budget_in_the_order_of_their_
     assert smallest == max(pattern[g].any(axis=0).sum() * 10 + 2 * 7 + 5 for g in groups)
     with pytest.raises(MemoryBoundError, match="pass 1 of the streamed evaluation needs at least"):
         chunks(pattern, groups, costs, smallest - 1, "pass 1")
+
+
+def test_a_memory_bound_error_raised_in_a_party_reaches_the_driver_intact():
+    import pickle
+
+    error = MemoryBoundError(3 * 2**29, 2**29, "pass 2 of 4")
+    copy = pickle.loads(pickle.dumps(error))  # how Ray carries it out of a party's actor
+    assert str(copy) == str(error) and "needs at least 1.50 GB" in str(copy) and copy.needed == error.needed
 
 
 def test_a_bound_below_one_outputs_arrays_is_refused_naming_the_minimum():

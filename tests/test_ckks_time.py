@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,6 +105,39 @@ def test_a_calibration_from_another_machine_or_plan_is_refused(calibration, tmp_
     garbage.write_text("{}")
     with pytest.raises(CalibrationError, match="not a calibration file"):
         Calibration.load(garbage, plan_for_depth(3, 26, 10))
+
+
+def _probed(calibration: Path, tmp_path: Path, factor: float | None) -> Path:
+    """The calibration with its speed probe scaled by ``factor`` (None: without one)."""
+    data = json.loads(calibration.read_text())
+    if factor is None:
+        del data["probe_seconds"]
+    else:
+        data["probe_seconds"] *= factor
+    path = tmp_path / f"probed_{factor}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_calibration_from_a_machine_of_another_speed_is_refused_where_the_speed_is_checked(calibration, tmp_path):
+    plan = plan_for_depth(3, 26, 10, complex_packing=True)
+    Calibration.load(calibration, plan, check_speed=True)  # measured moments ago, here
+    for factor, pace in ((3.0, "3.0 times faster"), (1 / 3, "3.0 times slower"), (None, "no speed probe")):
+        with pytest.raises(CalibrationError, match=pace):
+            Calibration.load(_probed(calibration, tmp_path, factor), plan, check_speed=True)
+        Calibration.load(_probed(calibration, tmp_path, factor), plan)  # workers revalidating a scenario do not probe
+
+
+def test_a_calibration_from_a_faster_machine_exits_2_naming_the_key(calibration, tmp_path):
+    import yaml
+    from clitools import call
+    from testbed.run import main
+
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(_scenario(calibration=str(_probed(calibration, tmp_path, 3.0)))))
+    code, _, err = call(main, [str(path), "--out", str(tmp_path / "out")])
+    assert code == 2 and "scheme.calibration" in err and "times faster" in err, err
+    assert not (tmp_path / "out").exists()
 
 
 def _scenario(**scheme) -> dict:

@@ -63,6 +63,19 @@ def test_a_worker_that_dies_fails_the_answer_naming_it(ray_local):
     spread.close()
 
 
+def test_a_stage_that_fails_fails_the_answer_though_later_stages_were_queued_behind_it(ray_local):
+    circuit, plan, public, context, frames = setup()
+    features = int(np.prod(SHAPE))
+    spread = RayShards(public, context, plan, frames, SHAPE, 2, 5)
+    try:
+        with pytest.raises(WorkerFailure, match="worker 0 of 2 failed during a Linear stage"):
+            evaluate(spread, circuit, 2, features, plan.scale, False)  # the setup holds two batches: no third
+        expected, got = outputs(LocalShards(public, frames, 5), circuit, plan, 0, features), outputs(spread, circuit, plan, 0, features)
+        assert len(got) == 4 and all(np.array_equal(a, b) for a, b in zip(expected, got))  # the next batch starts clean
+    finally:
+        spread.close()
+
+
 CLUSTER = textwrap.dedent("""
     import numpy as np, ray
     from ray.cluster_utils import Cluster

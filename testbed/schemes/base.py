@@ -56,6 +56,12 @@ class SecureInferenceScheme(Component, ABC):
     def check_model(cls, params: Params, model: nn.Module, input_shape: tuple[int, ...]) -> None:
         """Raise ``ValueError`` if this scheme cannot evaluate ``model``; called before a run."""
 
+    @classmethod
+    def machine_problems(cls, params: Params) -> list[tuple[str, str]]:
+        """``(key, message)`` for each setting that does not suit this machine as it runs now:
+        measured, so checked once where a scenario enters, not again in every worker."""
+        return []
+
     @abstractmethod
     def setup(self, samples: np.ndarray) -> Wire:
         """Querier: prepare keys and the one-time payload carrying ``samples`` to the responder."""

@@ -30,7 +30,7 @@ from testbed.schemes.ckks.evaluation import LocalShards, evaluate, memory_needed
 from testbed.schemes.ckks.streamed import RESERVE, StreamedEvaluation, minimum_bytes
 from testbed.schemes.ckks.workers import RayShards
 from testbed.schemes.ckks.plan import CkksPlan, check_depth, plan_for_depth
-from testbed.schemes.ckks.time_model import Calibration, answer_operations, decode_operations, setup_operations
+from testbed.schemes.ckks.time_model import Calibration, CalibrationError, answer_operations, decode_operations, setup_operations
 from testbed.schemes.ckks.wire import pack, seal_bytes, unpack
 from testbed.schemes.plaintext import array_from_bytes, array_to_bytes
 from testbed.timing import Stopwatch
@@ -96,6 +96,15 @@ class CkksScheme(SecureInferenceScheme):
         self._predicted: Counter = Counter()
         self._answer_operations: dict[bool, Counter] = {}  # by whether a logit map is fused: counted once per model
         self._streams: bool | None = None  # decided at the first answer: the model's shape does not change
+
+    @classmethod
+    def machine_problems(cls, params: Params) -> list[tuple[str, str]]:
+        try:
+            if params.calibration:
+                Calibration.load(Path(params.calibration), params.plan(), check_speed=True)
+        except CalibrationError as err:
+            return [("scheme.calibration", str(err))]
+        return []
 
     @classmethod
     def check_model(cls, params: Params, model: nn.Module, input_shape: tuple[int, ...]) -> None:

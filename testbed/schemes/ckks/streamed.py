@@ -56,7 +56,10 @@ class MemoryBoundError(ValueError):
 
     def __init__(self, needed: int, available: int, where: str):
         super().__init__(f"{where} of the streamed evaluation needs at least {needed / 2**30:.2f} GB for one output's arrays, {max(available, 0) / 2**30:.2f} GB are left under scheme.max_memory_gb")
-        self.needed = needed
+        self.needed, self._arguments = needed, (needed, available, where)
+
+    def __reduce__(self) -> tuple:
+        return type(self), self._arguments  # raised in a party's actor, it reaches the driver intact
 
 
 @dataclass
@@ -240,6 +243,9 @@ class StreamedEvaluation:
             finally:
                 self.seconds["spill"] += spill.seconds
                 spill.close()
+                # The next batch's budget is what the process holds then: the last pass's arrays
+                # (1 GB on the full-width convnet's dense layer) would leave it too little.
+                self._arenas.clear()
 
     # -- passes ---------------------------------------------------------------------------------
     def _inputs(self, directory: Path, batch: int, features: int, depth: int) -> Spill:

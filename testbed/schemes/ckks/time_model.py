@@ -170,9 +170,11 @@ class Calibration:
     costs: dict[str, dict[str, float]]  # operation -> str(primes) -> seconds
 
     @classmethod
-    def load(cls, path: Path, plan: CkksPlan) -> "Calibration":
+    def load(cls, path: Path, plan: CkksPlan, check_speed: bool = False) -> "Calibration":
         """The calibration for ``plan`` in the file at ``path``; :class:`CalibrationError` when the
-        file is unreadable, was measured on another machine, or has no entry for this plan."""
+        file is unreadable, was measured on another machine, or has no entry for this plan. With
+        ``check_speed``, also when this machine now runs :func:`probe_seconds` more than
+        :data:`SPEED_TOLERANCE` times faster or slower than when the file was written."""
         if not Path(path).is_file():
             raise CalibrationError(f"{path}: no such file; write one with 'python bench/ckks.py --calibrate --out {path}'")
         try:
@@ -183,6 +185,8 @@ class Calibration:
         here = machine()
         if measured_on != here:
             raise CalibrationError(f"{path}: measured on {measured_on}, not on this machine ({here}); run 'python bench/ckks.py --calibrate' here")
+        if check_speed:
+            _check_speed(path, data.get("probe_seconds"))
         wanted = plan_key(plan)
         for entry in entries:
             if entry.get("plan") == wanted:
@@ -300,4 +304,34 @@ def _word_costs(public: PublicContext, plan: CkksPlan, repeats: int) -> dict[str
 
 def calibration_file(plans: list[CkksPlan], repeats: int = 15) -> dict[str, Any]:
     """The contents of a calibration file for ``plans``, measured now on this machine."""
-    return {"machine": machine(), "plans": [{"plan": plan_key(plan), "costs": calibrate(plan, repeats)} for plan in plans]}
+    return {"machine": machine(), "probe_seconds": probe_seconds(), "plans": [{"plan": plan_key(plan), "costs": calibrate(plan, repeats)} for plan in plans]}
+
+
+#: How much faster or slower than at calibration this machine may run the probe. Machines that
+#: report the same CPU model and count answered the same batches 2.3 and 3.5 times apart (docs/ckks.md).
+SPEED_TOLERANCE = 1.5
+#: The probe: the bulk kernel on inputs beyond the second-level cache, 16 terms per output.
+PROBE_INPUTS, PROBE_TERMS, PROBE_DEGREE = 64, 16, 8192
+
+
+def probe_seconds(repeats: int = 7) -> float:
+    """Seconds of a fixed run of the bulk kernel (median of ``repeats``; 10 to 40 ms on the
+    machines measured): the machine's speed, read where a calibration is written and used."""
+    rng = np.random.default_rng(2)
+    moduli = np.array([2**26 - 5, 2**26 - 27], dtype=np.int64)  # any 26-bit moduli: the probe times arithmetic
+    inputs = rng.integers(0, moduli.min(), (PROBE_INPUTS, 2, len(moduli), PROBE_DEGREE)).astype(np.uint64)
+    weight = np.zeros((FIT_OUTPUTS, PROBE_INPUTS))
+    for o in range(FIT_OUTPUTS):
+        weight[o, rng.choice(PROBE_INPUTS, PROBE_TERMS, replace=False)] = rng.normal(size=PROBE_TERMS)
+    rounded, out = IntegerWeights.rounded(weight, 2.0**26), np.zeros((FIT_OUTPUTS, *inputs.shape[1:]), dtype=np.uint64)
+    add_combination(inputs, rounded, moduli, out)  # compiled, and the pages touched, before timing
+    return _median_seconds(lambda: add_combination(inputs, rounded, moduli, out), repeats)
+
+
+def _check_speed(path: Path, then: Any) -> None:
+    if not isinstance(then, (int, float)) or then <= 0:
+        raise CalibrationError(f"{path}: has no speed probe (written before this version); run 'python bench/ckks.py --calibrate' here")
+    ratio = probe_seconds() / then
+    if not 1 / SPEED_TOLERANCE <= ratio <= SPEED_TOLERANCE:
+        pace = f"{ratio:.1f} times slower" if ratio > 1 else f"{1 / ratio:.1f} times faster"
+        raise CalibrationError(f"{path}: this machine runs the speed probe {pace} than the one it was measured on (another machine of the same CPU model, or a busy one; allowed: within {SPEED_TOLERANCE}x); run 'python bench/ckks.py --calibrate' here")

@@ -4,11 +4,13 @@ Each worker is a Ray actor holding a :class:`~.evaluation.Shard`: the public con
 serialized input ciphertexts of its features for every batch, sent once when the responder
 loads the querier's setup. A linear stage's partial sums go from worker to worker through
 Ray's object store (the responder's process only passes references), so the responder never
-holds more than its own share. Workers ask for no CPU of their own (the party that owns them
+holds more than its own share. The responder queues a batch's stages without waiting between
+them (an actor runs the calls it gets in order) and waits once, for the outputs. Workers ask for no CPU of their own (the party that owns them
 already holds its share of the cluster) and go round robin to the cluster's nodes.
 
-A worker that dies fails the answer with :class:`WorkerFailure`, naming the worker; nothing
-is retried, so no answer is ever made of a partial evaluation.
+A worker that dies or raises fails the answer with :class:`WorkerFailure`, naming the worker
+and the first stage that failed, even where later stages ran on what it left; nothing is
+retried, so no answer is ever made of a partial evaluation.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class RayShards:
     def __init__(self, public: PublicContext, public_frames: Sequence[bytes | memoryview], plan: CkksPlan, input_frames: Sequence[bytes | memoryview], input_shape: tuple[int, ...], workers: int, block_inputs: int):
         _start_ray()
         self.public, self.count = public, workers
+        self._queued: list[tuple[str, list]] = []  # stages submitted and not yet waited for
         remote = ray.remote(num_cpus=0, max_restarts=0)(ShardWorker)
         context = [bytes(frame) for frame in public_frames]
         nodes = sorted(node["NodeID"] for node in ray.nodes() if node["Alive"] and node.get("Resources", {}).get("CPU", 0) > 0)
@@ -96,16 +99,15 @@ class RayShards:
         return self._holdings
 
     def start(self, batch: int, features: int, holdings: list[np.ndarray], depth: int) -> None:
-        self._wait([actor.start.remote(batch, features, held, depth) for actor, held in zip(self.actors, holdings)], "starting a batch")
+        self._submit("starting a batch", [actor.start.remote(batch, features, held, depth) for actor, held in zip(self.actors, holdings)])
 
     def linear(self, step: StageStep) -> None:
         shared = ray.put(step)
         pieces = [actor.partial.options(num_returns=self.count).remote(shared) for actor in self.actors]
-        finished = [actor.finish.remote(shared, *[pieces[w][v] for w in range(self.count)]) for v, actor in enumerate(self.actors)]
-        self._wait(finished, f"a {type(step.stage).__name__} stage")
+        self._submit(f"a {type(step.stage).__name__} stage", [actor.finish.remote(shared, *[pieces[w][v] for w in range(self.count)]) for v, actor in enumerate(self.actors)])
 
     def square(self, shift: float, pending: int) -> None:
-        self._wait([actor.square.remote(shift, pending) for actor in self.actors], "a Square stage")
+        self._submit("a Square stage", [actor.square.remote(shift, pending) for actor in self.actors])
 
     def results(self, pending: int) -> list[seal.Ciphertext]:
         found: dict[int, bytes] = {}
@@ -122,13 +124,23 @@ class RayShards:
         for actor in self.actors:
             ray.kill(actor)
 
+    def _submit(self, stage: str, refs: list) -> None:
+        """Queue a stage without waiting: an actor runs its calls in the order they were made, so
+        the stages follow each other without a round trip to this process in between."""
+        self._queued.append((stage, refs))
+
     def _wait(self, refs: list, stage: str) -> list:
+        """The values of ``refs``, once every stage queued before them has finished too: a stage
+        that failed fails the answer, even where later stages ran on what it left."""
+        self._submit(stage, refs)
+        queued, self._queued = self._queued, []
         try:
-            return ray.get(refs)
+            values = ray.get([ref for _, stage_refs in queued for ref in stage_refs])
         except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
-            index = next((i for i, ref in enumerate(refs) if _failed(ref)), None)
+            where, index = next(((name, i) for name, stage_refs in queued for i, ref in enumerate(stage_refs) if _failed(ref)), (stage, None))
             who = f"worker {index} of {self.count}" if index is not None else f"one of {self.count} workers"
-            raise WorkerFailure(f"CKKS evaluation {who} failed during {stage}: {str(err).strip().splitlines()[-1]}") from None
+            raise WorkerFailure(f"CKKS evaluation {who} failed during {where}: {str(err).strip().splitlines()[-1]}") from None
+        return values[len(values) - len(refs) :]
 
 
 def _failed(ref: ray.ObjectRef) -> bool:
