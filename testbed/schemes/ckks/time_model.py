@@ -315,8 +315,8 @@ PROBE_INPUTS, PROBE_TERMS, PROBE_DEGREE = 64, 16, 8192
 
 
 def probe_seconds(repeats: int = 7) -> float:
-    """Seconds of a fixed run of the bulk kernel (median of ``repeats``; 10 to 40 ms on the
-    machines measured): the machine's speed, read where a calibration is written and used."""
+    """Seconds of a fixed run of the bulk kernel (median of ``repeats``; 14 ms on the fastest
+    2-core machine measured): the machine's speed, read where a calibration is written and used."""
     rng = np.random.default_rng(2)
     moduli = np.array([2**26 - 5, 2**26 - 27], dtype=np.int64)  # any 26-bit moduli: the probe times arithmetic
     inputs = rng.integers(0, moduli.min(), (PROBE_INPUTS, 2, len(moduli), PROBE_DEGREE)).astype(np.uint64)
