@@ -18,6 +18,7 @@ REFUSED = {
     "mpc_inference.py": (["--out", "."], "--out .: . is a directory"),
     "routing.py": (["--out", "out.json", "--cifar10", "no-such-copy.zip"], "--cifar10 no-such-copy.zip: no such file or directory"),
     "cifar10.py": (["--data", "no-such-copy.zip", "--out", "out"], "--data no-such-copy.zip: no such file or directory"),
+    "parallel_ceiling.py": (["--out", "out.json", "--repeats", "0"], "--repeats 0: allowed: 1 to 10000"),
 }
 
 
