@@ -5,8 +5,9 @@ serialized input ciphertexts of its features for every batch, sent once when the
 loads the querier's setup. A linear stage's partial sums go from worker to worker through
 Ray's object store (the responder's process only passes references), so the responder never
 holds more than its own share. The responder queues a batch's stages without waiting between
-them (an actor runs the calls it gets in order) and waits once, for the outputs. Workers ask for no CPU of their own (the party that owns them
-already holds its share of the cluster) and go round robin to the cluster's nodes.
+them (an actor runs the calls it gets in order) and waits once, for the outputs. Workers ask
+for no CPU of their own (the party that owns them already holds its share of the cluster) and
+go round robin to the cluster's nodes.
 
 A worker that dies or raises fails the answer with :class:`WorkerFailure`, naming the worker
 and the first stage that failed, even where later stages ran on what it left; nothing is
