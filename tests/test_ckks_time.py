@@ -122,7 +122,8 @@ def _probed(calibration: Path, tmp_path: Path, factor: float | None) -> Path:
 def test_a_calibration_from_a_machine_of_another_speed_is_refused_where_the_speed_is_checked(calibration, tmp_path):
     plan = plan_for_depth(3, 26, 10, complex_packing=True)
     Calibration.load(calibration, plan, check_speed=True)  # measured moments ago, here
-    for factor, pace in ((3.0, "3.0 times faster"), (1 / 3, "3.0 times slower"), (None, "no speed probe")):
+    # The ratio is re-probed here, so only its direction and rough size are certain.
+    for factor, pace in ((3.0, r"[2-4]\.\d times faster"), (1 / 3, r"[2-4]\.\d times slower"), (None, "no speed probe")):
         with pytest.raises(CalibrationError, match=pace):
             Calibration.load(_probed(calibration, tmp_path, factor), plan, check_speed=True)
         Calibration.load(_probed(calibration, tmp_path, factor), plan)  # workers revalidating a scenario do not probe
