@@ -1,6 +1,7 @@
 """The command line end to end with Ray actors, and how runs fail."""
 
 import json
+import time
 
 import pytest
 import ray
@@ -48,11 +49,24 @@ def test_run_writes_results_contract(tmp_path, tiny_raw, ray_local, capsys):
 
 def test_crashed_actor_names_party_and_phase(tiny_raw, ray_local):
     parties = RayParties(parse_scenario(tiny_raw))
-    ray.kill(parties.actors["B"])
+    _kill(parties.actors["B"])
     with pytest.raises(PartyFailure) as info:
         parties.gather("train", [(p, parties[p].train(False)) for p in parties.names])
     assert info.value.party == "B" and info.value.phase == "train"
     assert "party 'B' failed during 'train'" in str(info.value)
+
+
+def _kill(actor) -> None:
+    """Kill ``actor`` and wait until it is gone: ``ray.kill`` returns at once, and a call made
+    just after it can still reach the actor and succeed."""
+    ray.kill(actor)
+    for _ in range(200):
+        try:
+            ray.get(actor.__ray_ready__.remote())
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the killed actor still answers after 10 s")
 
 
 class FailingParties(InProcessParties):
