@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from testbed.registry import MODELS
+from testbed.schemes.ckks import time_model
 from testbed.schemes.ckks.circuit import lower_model
 from testbed.schemes.ckks.crypto import PublicContext, encrypt_dataset, make_keys, public_frames
 from testbed.schemes.ckks.evaluation import LocalShards, evaluate
@@ -75,6 +76,16 @@ def test_operation_counts_are_what_the_evaluation_calls(spec, shape, depth, bloc
     assert predicted[("term_word", 0)] > 0 and predicted[("copy_word", 0)] > predicted[("output_word", 0)] > 0
 
 
+@pytest.fixture(scope="module", autouse=True)
+def steady_probe():
+    """The speed probe reads a fixed time here: on a shared machine a real one drifts between the
+    calibration and its check (CI saw 1.6 times), and tests are not timed. The refusal is tested
+    with files whose probe is scaled."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(time_model, "probe_seconds", lambda repeats=15: 0.012)
+        yield
+
+
 @pytest.fixture(scope="module")
 def calibration(tmp_path_factory):
     path = tmp_path_factory.mktemp("calibration") / "costs.json"
@@ -121,9 +132,8 @@ def _probed(calibration: Path, tmp_path: Path, factor: float | None) -> Path:
 
 def test_a_calibration_from_a_machine_of_another_speed_is_refused_where_the_speed_is_checked(calibration, tmp_path):
     plan = plan_for_depth(3, 26, 10, complex_packing=True)
-    Calibration.load(calibration, plan, check_speed=True)  # measured moments ago, here
-    # The ratio is re-probed here, so only its direction and rough size are certain.
-    for factor, pace in ((3.0, r"[2-4]\.\d times faster"), (1 / 3, r"[2-4]\.\d times slower"), (None, "no speed probe")):
+    Calibration.load(_probed(calibration, tmp_path, 1.4), plan, check_speed=True)  # within the tolerance
+    for factor, pace in ((3.0, "3.0 times faster"), (1 / 3, "3.0 times slower"), (None, "no speed probe")):
         with pytest.raises(CalibrationError, match=pace):
             Calibration.load(_probed(calibration, tmp_path, factor), plan, check_speed=True)
         Calibration.load(_probed(calibration, tmp_path, factor), plan)  # workers revalidating a scenario do not probe
