@@ -89,8 +89,15 @@ def steady_probe():
 @pytest.fixture(scope="module")
 def calibration(tmp_path_factory):
     path = tmp_path_factory.mktemp("calibration") / "costs.json"
-    path.write_text(json.dumps(calibration_file([plan_for_depth(3, 26, 10, complex_packing=True)], repeats=1)))
+    path.write_text(json.dumps(calibration_file([plan_for_depth(3, 26, 10, complex_packing=True)], repeats=1, rounds=1)))
     return path
+
+
+def test_a_calibration_files_each_cost_as_the_median_of_its_rounds(monkeypatch):
+    rounds = iter([{"load_input": {"4": 1.0}}, {"load_input": {"4": 1.3}}, {"load_input": {"4": 0.9}}])  # a slow moment in round 2
+    monkeypatch.setattr(time_model, "calibrate", lambda plan, repeats: next(rounds))
+    data = calibration_file([plan_for_depth(3, 26, 10)], rounds=3)
+    assert data["plans"][0]["costs"] == {"load_input": {"4": 1.0}}
 
 
 def test_a_calibration_predicts_every_counted_operation_in_real_modes_phases(calibration):

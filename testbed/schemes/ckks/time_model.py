@@ -306,9 +306,16 @@ def _word_costs(public: PublicContext, plan: CkksPlan, repeats: int) -> dict[str
     return {"term_word": {"0": float(slope)}, "output_word": {"0": max(0.0, float(intercept))}, "copy_word": {"0": copy}}
 
 
-def calibration_file(plans: list[CkksPlan], repeats: int = 15) -> dict[str, Any]:
-    """The contents of a calibration file for ``plans``, measured now on this machine."""
-    return {"machine": machine(), "probe_seconds": probe_seconds(), "plans": [{"plan": plan_key(plan), "costs": calibrate(plan, repeats)} for plan in plans]}
+def calibration_file(plans: list[CkksPlan], repeats: int = 15, rounds: int = 3) -> dict[str, Any]:
+    """The contents of a calibration file for ``plans``, measured now on this machine: each cost
+    the median of ``rounds`` calibrations taken in turn over the plans, so that a slow moment
+    moves one round's figure, not the file's (one round once put a plan's loads 22% high)."""
+    measured = [[calibrate(plan, repeats) for plan in plans] for _ in range(rounds)]
+    return {"machine": machine(), "probe_seconds": probe_seconds(), "plans": [{"plan": plan_key(plan), "costs": _median_costs([r[i] for r in measured])} for i, plan in enumerate(plans)]}
+
+
+def _median_costs(runs: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    return {operation: {key: statistics.median(run[operation][key] for run in runs) for key in by_key} for operation, by_key in runs[0].items()}
 
 
 #: How much faster or slower than at calibration this machine may run the probe. Machines that
