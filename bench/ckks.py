@@ -1,11 +1,11 @@
 """Benchmark the CKKS secure-inference scheme: throughput, bytes, precision, predicted time.
 
     python bench/ckks.py --calibrate --out results/bench/ckks_costs.json [--depth 3 5 7]
-    python bench/ckks.py --out results/bench/ckks.json [--quick] [--calibration results/bench/ckks_costs.json] [--workers 2]
+    python bench/ckks.py --out results/bench/ckks.json [--quick] [--calibration results/bench/ckks_costs.json] [--workers 2] [--no-tenseal]
 
 ``--calibrate`` measures every operation the CKKS time model counts, for the plans of the given
 depths, on this machine, and writes the file that ``scheme.calibration`` and ``--calibration``
-read (a few seconds per depth).
+read (about 20 seconds per depth: each cost is the median of three rounds).
 
 Cases: a digits MLP (``--quick`` runs only this one, about a minute) and small CIFAR-10
 convnets (``--cifar``): ``he_cnn`` (depth 5), the same without its hidden layer (depth 3), and
@@ -16,7 +16,11 @@ epoch: loading the stored input ciphertexts, evaluating, re-randomising and seri
 answer runs four times; the median of the last three is the per-epoch figure (the first also
 pays the first touch of the evaluation's scratch memory). With ``--calibration``, every case reports the time
 model's prediction beside the measurement; with ``--workers N`` (default 2), the same answer
-spread over N Ray workers and ``workers_speedup``.
+spread over N Ray workers and ``workers_speedup``, which is N x ``workers_busy_fraction`` (the
+share of the answer's wall time the workers spent in their calls, from Ray's timeline) /
+``workers_work_over_single`` (their summed call time over the single responder's answer); and,
+unless ``--no-tenseal``, TenSEAL's ``CKKSTensor`` path on the same circuit, timed the same way in
+the same run (``tenseal_ratio``: its seconds over this path's).
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, batch: in
 
 
 #: Set by main: the calibration file every real scheme predicts its phases with, and the workers compared.
-SETTINGS: dict = {"calibration": None, "workers": 2, "tenseal": False}
+SETTINGS: dict = {"calibration": None, "workers": 2, "tenseal": True}
 
 
 def scheme(mode: str, depth: int, seed: int, complex_packing: bool = False, workers: int = 1):
@@ -98,18 +102,32 @@ def scheme(mode: str, depth: int, seed: int, complex_packing: bool = False, work
 TIMED_ANSWERS = 3
 
 
-def answer_repeatedly(responder, model: nn.Module) -> tuple[object, dict[str, float], dict[str, float], float, float]:
+def answer_repeatedly(responder, model: nn.Module) -> tuple[object, dict[str, float], dict[str, float], float, float, tuple[float, float]]:
     """(answer, phases of the first, phases of the median timed answer, seconds of the first, of
-    the median timed answer): the first also pays the first touch of the scratch memory."""
+    the median timed answer, its window in seconds since the epoch): the first also pays the
+    first touch of the scratch memory."""
     runs = []
     for _ in range(1 + TIMED_ANSWERS):
         responder.timings()
-        start = time.perf_counter()
+        start, began = time.perf_counter(), time.time()
         answer = responder.answer(model)
-        runs.append((time.perf_counter() - start, responder.timings()))
+        runs.append((time.perf_counter() - start, responder.timings(), (began, time.time())))
     first, timed = runs[0], sorted(runs[1:], key=lambda run: run[0])
     median = timed[len(timed) // 2]
-    return answer, first[1], median[1], first[0], median[0]
+    return answer, first[1], median[1], first[0], median[0], median[2]
+
+
+def workers_busy_seconds(window: tuple[float, float]) -> list[float]:
+    """Seconds each evaluation worker spent in its calls within ``window``, from Ray's timeline:
+    with the answer's wall time and the single responder's, it tells idle workers (waiting on each
+    other) from slower ones (sharing the memory bandwidth)."""
+    import ray
+
+    busy: dict[str, float] = {}
+    for event in ray.timeline():
+        if str(event.get("cat", "")).startswith("task::ShardWorker.") and window[0] <= event["ts"] / 1e6 <= window[1]:
+            busy[event["tid"]] = busy.get(event["tid"], 0.0) + event["dur"] / 1e6
+    return sorted(busy.values())
 
 
 def tenseal_fields(name: str, model: nn.Module, samples: np.ndarray, plan, reference: np.ndarray, answer_s: float) -> dict:
@@ -148,10 +166,11 @@ def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, compl
     if workers > 1:  # first: SEAL's memory pool keeps what this process's own answer takes, GBs for a convnet
         spread = scheme("real", depth, 3, complex_packing, workers)
         spread.load(setup)
-        _, _, _, _, spread_s = answer_repeatedly(spread, model)
+        _, _, _, _, spread_s, window = answer_repeatedly(spread, model)
+        busy = workers_busy_seconds(window)
         spread.close()
     reset_peak_rss()
-    answer, first_phases, answer_phases, first_s, answer_s = answer_repeatedly(responder, model)
+    answer, first_phases, answer_phases, first_s, answer_s, _ = answer_repeatedly(responder, model)
     peak_mb = peak_rss_mb()
     widths = stage_widths(model, input_shape)
     needed, _ = memory_needed(widths, circuit_depth(circuit), querier.plan.poly_modulus_degree, querier.plan.input_ciphertexts(int(np.prod(input_shape))), BLOCK_INPUTS)
@@ -160,7 +179,7 @@ def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, compl
     decrypt_s = querier.timings().get("decrypt", 0.0)
     decrypt_predicted = querier.predicted_timings()
     log(f"{name}: answer {len(answer.data) / 1e6:.2f} MB in {answer_s:.1f} s ({len(samples) / answer_s:.0f} samples/s; first epoch {first_s:.1f} s)")
-    log(f"{name}: with {workers} workers {spread_s:.1f} s ({answer_s / spread_s:.2f}x)" if workers > 1 else f"{name}: no workers compared")
+    log(f"{name}: with {workers} workers {spread_s:.1f} s ({answer_s / spread_s:.2f}x; busy {sum(busy) / (workers * spread_s):.0%} of the time, work {sum(busy) / answer_s:.2f}x the single answer's)" if workers > 1 else f"{name}: no workers compared")
 
     accounted_querier, accounted_responder = scheme("accounted", depth, 1, complex_packing), scheme("accounted", depth, 2, complex_packing)
     accounted_setup = accounted_querier.setup(samples)
@@ -187,7 +206,8 @@ def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, compl
             "answer_first_epoch": first_s, **{f"answer_first_epoch_{k}": v for k, v in first_phases.items()},
         },
         **(time_model_figures(setup_s, answer_phases, decrypt_s, setup_predicted, answer_predicted, decrypt_predicted) if SETTINGS["calibration"] else {}),
-        **({"workers": workers, "workers_answer_s": spread_s, "workers_speedup": answer_s / spread_s} if workers > 1 else {}),
+        **({"workers": workers, "workers_answer_s": spread_s, "workers_speedup": answer_s / spread_s, "workers_busy_s": busy,
+            "workers_busy_fraction": sum(busy) / (workers * spread_s), "workers_work_over_single": sum(busy) / answer_s} if workers > 1 else {}),
         "answer_peak_rss_mb": peak_mb,
         "evaluation_memory_estimate_mb": needed / 2**20,
         "throughput_samples_per_s": len(samples) / answer_s,
@@ -342,7 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, nargs="+", default=[3, 5, 7], help="with --calibrate: the plans' multiplicative depths (default: 3 5 7, the digits MLP, he_cnn, the convnets)")
     parser.add_argument("--calibration", type=path_argument, help="a file written by --calibrate on this machine: every case also reports the time model's prediction")
     parser.add_argument("--workers", type=int, default=2, help="also answer with this many Ray workers and report workers_speedup (1: skip; default 2)")
-    parser.add_argument("--tenseal", action="store_true", help="also time TenSEAL's CKKSTensor on each case (bench/tenseal_reference.py)")
+    parser.add_argument("--tenseal", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time TenSEAL's CKKSTensor path on each case, side by side (bench/tenseal_reference.py; default on: "
+                        "seconds on the digits MLP, 1 to 3 minutes per CIFAR-10 case)")
     args = parser.parse_args(argv)
 
     def body() -> int:
