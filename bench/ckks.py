@@ -33,6 +33,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -102,19 +103,32 @@ def scheme(mode: str, depth: int, seed: int, complex_packing: bool = False, work
 TIMED_ANSWERS = 3
 
 
-def answer_repeatedly(responder, model: nn.Module) -> tuple[object, dict[str, float], dict[str, float], float, float, tuple[float, float]]:
-    """(answer, phases of the first, phases of the median timed answer, seconds of the first, of
-    the median timed answer, its window in seconds since the epoch): the first also pays the
-    first touch of the scratch memory."""
+class Answers(NamedTuple):
+    """A responder's answers: the first also pays the first touch of the scratch memory; the
+    per-epoch figures are the median of the timed ones."""
+
+    answer: object
+    first_phases: dict[str, float]
+    phases: dict[str, float]
+    first_seconds: float
+    seconds: float
+    began: float  # the median answer's start, in seconds since the epoch (Ray's timeline clock)
+
+    @property
+    def window(self) -> tuple[float, float]:
+        return self.began, self.began + self.seconds
+
+
+def answer_repeatedly(responder, model: nn.Module) -> Answers:
     runs = []
     for _ in range(1 + TIMED_ANSWERS):
         responder.timings()
         start, began = time.perf_counter(), time.time()
         answer = responder.answer(model)
-        runs.append((time.perf_counter() - start, responder.timings(), (began, time.time())))
+        runs.append((time.perf_counter() - start, responder.timings(), began))
     first, timed = runs[0], sorted(runs[1:], key=lambda run: run[0])
     median = timed[len(timed) // 2]
-    return answer, first[1], median[1], first[0], median[0], median[2]
+    return Answers(answer, first[1], median[1], first[0], median[0], median[2])
 
 
 def workers_busy_seconds(window: tuple[float, float]) -> list[float]:
@@ -128,6 +142,13 @@ def workers_busy_seconds(window: tuple[float, float]) -> list[float]:
         if str(event.get("cat", "")).startswith("task::ShardWorker.") and window[0] <= event["ts"] / 1e6 <= window[1]:
             busy[event["tid"]] = busy.get(event["tid"], 0.0) + event["dur"] / 1e6
     return sorted(busy.values())
+
+
+def spread_figures(workers: int, spread_s: float, busy: list[float], single_s: float) -> dict:
+    """The spread answer against the single one: ``workers_speedup`` is ``workers`` x
+    ``workers_busy_fraction`` / ``workers_work_over_single``."""
+    return {"workers": workers, "workers_answer_s": spread_s, "workers_speedup": single_s / spread_s, "workers_busy_s": busy,
+            "workers_busy_fraction": sum(busy) / (workers * spread_s), "workers_work_over_single": sum(busy) / single_s}
 
 
 def tenseal_fields(name: str, model: nn.Module, samples: np.ndarray, plan, reference: np.ndarray, answer_s: float) -> dict:
@@ -166,11 +187,12 @@ def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, compl
     if workers > 1:  # first: SEAL's memory pool keeps what this process's own answer takes, GBs for a convnet
         spread = scheme("real", depth, 3, complex_packing, workers)
         spread.load(setup)
-        _, _, _, _, spread_s, window = answer_repeatedly(spread, model)
-        busy = workers_busy_seconds(window)
+        spread_answers = answer_repeatedly(spread, model)
+        busy = workers_busy_seconds(spread_answers.window)
         spread.close()
     reset_peak_rss()
     answer, first_phases, answer_phases, first_s, answer_s, _ = answer_repeatedly(responder, model)
+    versus_spread = spread_figures(workers, spread_answers.seconds, busy, answer_s) if workers > 1 else {}
     peak_mb = peak_rss_mb()
     widths = stage_widths(model, input_shape)
     needed, _ = memory_needed(widths, circuit_depth(circuit), querier.plan.poly_modulus_degree, querier.plan.input_ciphertexts(int(np.prod(input_shape))), BLOCK_INPUTS)
@@ -179,7 +201,8 @@ def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, compl
     decrypt_s = querier.timings().get("decrypt", 0.0)
     decrypt_predicted = querier.predicted_timings()
     log(f"{name}: answer {len(answer.data) / 1e6:.2f} MB in {answer_s:.1f} s ({len(samples) / answer_s:.0f} samples/s; first epoch {first_s:.1f} s)")
-    log(f"{name}: with {workers} workers {spread_s:.1f} s ({answer_s / spread_s:.2f}x; busy {sum(busy) / (workers * spread_s):.0%} of the time, work {sum(busy) / answer_s:.2f}x the single answer's)" if workers > 1 else f"{name}: no workers compared")
+    log(f"{name}: with {workers} workers {versus_spread['workers_answer_s']:.1f} s ({versus_spread['workers_speedup']:.2f}x; busy {versus_spread['workers_busy_fraction']:.0%} of the time, "
+        f"work {versus_spread['workers_work_over_single']:.2f}x the single answer's)" if versus_spread else f"{name}: no workers compared")
 
     accounted_querier, accounted_responder = scheme("accounted", depth, 1, complex_packing), scheme("accounted", depth, 2, complex_packing)
     accounted_setup = accounted_querier.setup(samples)
@@ -206,8 +229,7 @@ def run_case(name: str, model: nn.Module, samples: np.ndarray, depth: int, compl
             "answer_first_epoch": first_s, **{f"answer_first_epoch_{k}": v for k, v in first_phases.items()},
         },
         **(time_model_figures(setup_s, answer_phases, decrypt_s, setup_predicted, answer_predicted, decrypt_predicted) if SETTINGS["calibration"] else {}),
-        **({"workers": workers, "workers_answer_s": spread_s, "workers_speedup": answer_s / spread_s, "workers_busy_s": busy,
-            "workers_busy_fraction": sum(busy) / (workers * spread_s), "workers_work_over_single": sum(busy) / answer_s} if workers > 1 else {}),
+        **versus_spread,
         "answer_peak_rss_mb": peak_mb,
         "evaluation_memory_estimate_mb": needed / 2**20,
         "throughput_samples_per_s": len(samples) / answer_s,
